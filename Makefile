@@ -1,0 +1,45 @@
+# lmmeval — `make demo` and `make test` work on a fresh machine with only Python 3.11 and pip.
+# Every target installs what it needs first (into .venv), so CI needs nothing else.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+# Tests and the demo never touch a model hub.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+# qwen-vl-utils reads this once at import: decode videos with decord.
+export FORCE_QWENVL_VIDEO_READER := decord
+# DeepSpeed JIT-compiles its CPU ops once; keep them in a stable cache.
+export TORCH_EXTENSIONS_DIR := $(CURDIR)/.torch_extensions
+
+.PHONY: install demo test synth-demo clean
+
+install: $(STAMP)
+
+# torch first, from its CPU wheel, then everything else with torch pinned by
+# constraints.txt (otherwise pip swaps in a multi-GB CUDA build).
+$(STAMP): pyproject.toml constraints.txt tools/torchvision_cpu_shim.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	@# The registry's torchvision is a CUDA build whose C extension cannot load
+	@# against the CPU torch; install a lazy start-up hook only when that happens.
+	@if ! $(PY) -c "import torchvision" >/dev/null 2>&1; then \
+		echo "torchvision's C extension does not load here: installing tools/torchvision_cpu_shim.py"; \
+		SP=$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
+		cp tools/torchvision_cpu_shim.py $$SP/ && echo "import torchvision_cpu_shim" > $$SP/torchvision_cpu_shim.pth; \
+		$(PY) -c "import torchvision" ; \
+	fi
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) -m lmmeval.demo --out demo_out
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache .torch_extensions
