@@ -1,0 +1,29 @@
+"""Shared fixtures: one small synthetic study, rendered and prepared once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Tests never touch a model hub, and qwen-vl-utils must decode with decord.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("FORCE_QWENVL_VIDEO_READER", "decord")
+
+# Small enough for CI (a few seconds), large enough for the statistics below to mean something.
+SMALL_SET = dict(n=40, seed=0, size=112, fps=8, seconds=2.0, workers=1)
+
+
+@pytest.fixture(scope="session")
+def synthetic_raw(tmp_path_factory):
+    from lmmeval.synth import SynthConfig, synthesize
+
+    return synthesize(tmp_path_factory.mktemp("raw"), SynthConfig(**SMALL_SET), progress=False)
+
+
+@pytest.fixture(scope="session")
+def prepared_manifest(synthetic_raw, tmp_path_factory):
+    from lmmeval.prepare import prepare
+
+    return prepare(synthetic_raw, tmp_path_factory.mktemp("prepared"), progress=False)

@@ -1,0 +1,134 @@
+"""The synthetic Gen3DHF-style study: files, shapes, 3D distortions, the simulated raters."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from lmmeval.annotations import compute_mos
+from lmmeval.media import read_video, video_info
+from lmmeval.metrics import srcc
+from lmmeval.synth import GENERATORS, SynthConfig, synthesize
+from lmmeval.synth.head import DISTORTION_TYPES, apply_distortion, build_head
+from lmmeval.synth.render import is_visible, orbit_azimuths, orbit_camera, render_view
+from lmmeval.synth.study import N_ANNOTATORS, N_SUBJECTS, SNAPSHOT_VIEWS, simulate_ratings
+
+from .conftest import SMALL_SET
+
+
+def test_raw_folder_layout(synthetic_raw):
+    n = SMALL_SET["n"]
+    videos = sorted((synthetic_raw / "videos").glob("*.mp4"))
+    assert len(videos) == n
+    info = video_info(videos[0])
+    assert (info["num_frames"], info["height"], info["width"]) == (16, 112, 112)
+    assert info["fps"] == pytest.approx(8.0)
+    frames, _ = read_video(videos[0], [0, 15])
+    assert frames.shape == (2, 112, 112, 3) and frames.dtype == np.uint8
+    assert len(list((synthetic_raw / "snapshots").glob("*.png"))) == 3 * n
+
+    with open(synthetic_raw / "ratings.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == N_SUBJECTS * 2 * n  # every subject rates every video on both sliders
+    assert all(0.0 <= float(r["rating"]) <= 5.0 for r in rows)
+
+    marks = [json.loads(line) for line in open(synthetic_raw / "marks.jsonl")]
+    assert len(marks) == n * N_ANNOTATORS * len(SNAPSHOT_VIEWS)
+    for m in marks:
+        assert set(m) >= {"video", "annotator", "view", "points", "description"}
+        assert all(0 <= x < 112 and 0 <= y < 112 for x, y in m["points"])
+
+    with open(synthetic_raw / "generators.csv") as f:
+        gens = list(csv.DictReader(f))
+    # Videos are dealt round-robin over the ten generators.
+    assert sorted({g["generator"] for g in gens}) == sorted(p.name for p in GENERATORS)
+    assert all(sum(g["generator"] == p.name for g in gens) == n // 10 for p in GENERATORS)
+
+
+def test_same_seed_same_study(tmp_path):
+    config = SynthConfig(n=3, seed=7, size=32, fps=4, seconds=1.0)
+    a = synthesize(tmp_path / "a", config, progress=False)
+    b = synthesize(tmp_path / "b", config, progress=False)
+    for name in ("ratings.csv", "marks.jsonl", "truth.jsonl"):
+        assert (a / name).read_text() == (b / name).read_text()
+    fa, _ = read_video(a / "videos" / "g01_0000.mp4")
+    fb, _ = read_video(b / "videos" / "g01_0000.mp4")
+    np.testing.assert_array_equal(fa, fb)
+
+
+def test_orbit_covers_the_papers_180_degrees():
+    az = orbit_azimuths(240)
+    assert az[0] == -90 and az[-1] == 90 and np.allclose(np.diff(az), 180 / 239)
+
+
+@pytest.mark.parametrize("kind", DISTORTION_TYPES[:6] + DISTORTION_TYPES[7:])  # blur is image-space
+def test_distortions_are_3d_and_marked_where_they_change_the_image(kind):
+    """Render the same head with and without a distortion from three views: the pixels
+    that change must lie around the projection of the returned 3D mark point, which
+    moves across the image as the camera orbits (so the distortion is fixed to the head)."""
+    size = 96
+    clean = build_head(np.random.default_rng(3))
+    head = build_head(np.random.default_rng(3))
+    centre = apply_distortion(head, kind, 1.0, np.random.default_rng(4))
+    hits = 0
+    xs = []
+    for view in SNAPSHOT_VIEWS:
+        cam = orbit_camera(view, size)
+        if not is_visible(head.prims, cam, centre):
+            continue
+        diff = np.abs(render_view(head.prims, view, size, seam=head.seam)
+                      - render_view(clean.prims, view, size, seam=clean.seam)).sum(-1)  # (h, w)
+        x, y, _ = cam.project(centre)
+        xs.append(x)
+        r = int(0.12 * size)
+        near = diff[max(0, int(y) - r):int(y) + r + 1, max(0, int(x) - r):int(x) + r + 1]
+        assert near.max() > 0.2, f"{kind}: nothing changed near the mark in view {view}"
+        hits += 1
+    assert hits >= 1, f"{kind}: mark point visible in no snapshot"
+    if len(xs) >= 2:
+        assert max(xs) - min(xs) > 3, f"{kind}: mark does not move with the orbit"
+
+
+def test_visibility_of_the_back_of_the_head():
+    head = build_head(np.random.default_rng(0))
+    back = head.get("skull").surface_point((0, 0, -1))
+    front = head.get("nose").surface_point((0, 0, 1))
+    cam = orbit_camera(0, 128)
+    assert not is_visible(head.prims, cam, back)
+    assert is_visible(head.prims, cam, front)
+
+
+def test_simulated_raters_reproduce_latent_scores_and_outliers_are_screened():
+    rng = np.random.default_rng(0)
+    latents = {f"v{i:03d}": {"quality": rng.uniform(15, 85), "authenticity": rng.uniform(15, 85)} for i in range(200)}
+    rows, unreliable = simulate_ratings(latents, np.random.default_rng(1))
+    mos = compute_mos(rows)
+    for dim in ("quality", "authenticity"):
+        ids = sorted(latents)
+        assert srcc([mos[(v, dim)] for v in ids], [latents[v][dim] for v in ids]) > 0.97
+        # BT.500 screening removes only unreliable subjects. It cannot catch them all:
+        # their noise fattens the tails, the kurtosis test then widens the limits to
+        # sqrt(20) std (BT.500-13 Annex 2, 2.3.1), and only the clearest cases fall outside.
+        assert set(mos.rejected[dim]) <= set(unreliable)
+        assert len(mos.rejected[dim]) >= 1
+
+
+def test_quality_and_authenticity_respond_differently(synthetic_raw):
+    """Paper Fig. 2b: some generators are better on quality, others on authenticity."""
+    truths = [json.loads(line) for line in open(synthetic_raw / "truth.jsonl")]
+    q = [t["latent"]["quality"] for t in truths]
+    a = [t["latent"]["authenticity"] for t in truths]
+    assert srcc(q, a) < 0.8
+    by_gen = {}
+    for t in truths:
+        by_gen.setdefault(t["generator"], []).append(t["latent"]["quality"] - t["latent"]["authenticity"])
+    gaps = {g: np.mean(v) for g, v in by_gen.items()}
+    assert gaps["G01-sharp-tri-plane"] > 5 and gaps["G02-soft-panoramic"] < -5
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="even"):
+        SynthConfig(size=101)
+    with pytest.raises(ValueError, match="n must be"):
+        SynthConfig(n=0)
