@@ -1,0 +1,78 @@
+"""Dataset statistics and the learnability check of a prepared manifest.
+
+The synthetic benchmark is only useful if its labels follow what is visible in
+the videos. The cheapest evidence: a hand-made sharpness statistic (variance of
+the Laplacian, a classic no-reference blur measure) already correlates with the
+quality MOS; and, on synthetic data, the MOS computed from the simulated raters
+reproduces the simulator's latent scores.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import laplace
+
+from .labels import DIMENSIONS
+from .media import read_video
+from .metrics import srcc
+from .prepare import load_manifest, summarize
+
+
+def sharpness(frames: np.ndarray) -> float:
+    """Mean variance of the Laplacian of the grey frames (higher = sharper). frames: (T, H, W, 3) uint8."""
+    grey = frames.astype(np.float32).mean(axis=-1) / 255.0  # (t, h, w)
+    return float(np.mean([laplace(g).var() for g in grey]))
+
+
+def learnability(records: list[dict], frames_per_video: int = 4, truth_path: str | Path | None = None) -> dict:
+    """SRCC of the sharpness statistic with each MOS, and of MOS with the latent truth if given."""
+    values = []
+    for r in records:
+        idx = np.linspace(0, r["num_frames"] - 1, frames_per_video).round().astype(int).tolist()
+        frames, _ = read_video(r["video_path"], idx)
+        values.append(sharpness(frames))
+    out = {f"srcc_sharpness_{dim}": srcc(values, [r["mos"][dim] for r in records]) for dim in DIMENSIONS}
+    if truth_path is not None:
+        latent = {}
+        with open(truth_path) as f:
+            for line in f:
+                t = json.loads(line)
+                latent[t["video"]] = t["latent"]
+        for dim in DIMENSIONS:
+            out[f"srcc_mos_latent_{dim}"] = srcc([r["mos"][dim] for r in records], [latent[r["id"]][dim] for r in records])
+    return out
+
+
+def format_report(summary: dict, checks: dict | None = None) -> str:
+    """A plain-text report of ``summarize`` output (and learnability checks) for the terminal."""
+    lines = [f"videos: {summary['videos']}   folds: {summary['folds']}"]
+    for dim in DIMENSIONS:
+        m = summary[f"mos_{dim}"]
+        levels = ", ".join(f"{k} {v}" for k, v in summary[f"levels_{dim}"].items())
+        lines.append(f"MOS {dim:<12} mean {m['mean']:5.1f}  std {m['std']:4.1f}  range [{m['min']:.1f}, {m['max']:.1f}]   levels: {levels}")
+    lines.append("")
+    lines.append(f"{'generator':<26}{'videos':>7}{'quality':>9}{'authent.':>10}")
+    for g, v in summary["generators"].items():
+        lines.append(f"{g:<26}{v['videos']:>7}{v['quality']:>9.1f}{v['authenticity']:>10.1f}")
+    lines.append("")
+    lines.append("distortion categories (videos):")
+    for c, n in summary["categories"].items():
+        lines.append(f"  {c:<36}{n:>5}")
+    if summary.get("rejected_subjects"):
+        lines.append(f"subjects rejected by BT.500 screening: {summary['rejected_subjects']}")
+    if checks:
+        lines.append("")
+        lines.append("learnability checks (Spearman):")
+        for k, v in checks.items():
+            lines.append(f"  {k:<32}{v:+.3f}")
+    return "\n".join(lines)
+
+
+def dataset_report(manifest: str | Path, truth_path: str | Path | None = None, check: bool = True) -> str:
+    records = load_manifest(manifest)
+    summary_path = Path(manifest).parent / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else summarize(records)
+    return format_report(summary, learnability(records, truth_path=truth_path) if check else None)

@@ -1,0 +1,151 @@
+"""`lmmeval prepare`: manifest contents checked against the simulator's ground truth."""
+
+import csv
+import json
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from lmmeval.annotations import load_saliency_png
+from lmmeval.cli import main
+from lmmeval.labels import DISTORTIONS, score_to_level
+from lmmeval.prepare import PrepareConfig, load_manifest, prepare, view_to_frame
+from lmmeval.prompts import DISTORTION_QUESTION, parse_distortion_answer
+from lmmeval.stats import learnability
+
+from .conftest import SMALL_SET
+
+
+@pytest.fixture(scope="module")
+def records(prepared_manifest):
+    return load_manifest(prepared_manifest)
+
+
+@pytest.fixture(scope="module")
+def truth(synthetic_raw):
+    return {t["video"]: t for t in map(json.loads, open(synthetic_raw / "truth.jsonl"))}
+
+
+def test_manifest_fields_and_relative_paths(prepared_manifest, records):
+    assert len(records) == SMALL_SET["n"]
+    for r in records:
+        assert not r["video"].startswith("/") and r["video_path"].is_file()
+        assert set(r["mos"]) == {"quality", "authenticity"}
+        assert set(r["views"]) == {"-45", "0", "45"}
+        for v in r["views"].values():
+            assert v["saliency_path"].is_file()
+    # The folder is self-contained: it can be moved and still loads.
+    moved = prepared_manifest.parent.parent / "moved"
+    shutil.copytree(prepared_manifest.parent, moved)
+    assert load_manifest(moved / "manifest.jsonl")[0]["video_path"].is_relative_to(moved.resolve())
+
+
+def test_levels_follow_eq4_over_the_whole_set(records):
+    for dim in ("quality", "authenticity"):
+        expected = score_to_level([r["mos"][dim] for r in records])
+        assert [r["level"][dim] for r in records] == expected
+
+
+def test_folds_are_stratified_by_generator(records):
+    sizes = Counter(r["fold"] for r in records)
+    assert sorted(sizes) == [0, 1, 2, 3, 4] and max(sizes.values()) - min(sizes.values()) <= 1
+    for gen in {r["generator"] for r in records}:
+        videos = [r for r in records if r["generator"] == gen]
+        folds = Counter(r["fold"] for r in videos)
+        # 4 videos of each generator over 5 folds: never two in the same fold.
+        assert max(folds.values()) == -(-len(videos) // 5)
+
+
+def test_categories_match_the_applied_distortions(records, truth):
+    exact = 0
+    for r in records:
+        applied = sorted({d["type"] for d in truth[r["id"]]["distortions"]}, key=DISTORTIONS.index) or ["No Distortion"]
+        exact += r["categories"] == applied
+    # Annotators miss faint distortions now and then, and the parser reads typos: most sets are exact.
+    assert exact / len(records) >= 0.85
+
+
+def test_saliency_maps_peak_at_the_marks(records):
+    checked = 0
+    for r in records:
+        for view in r["views"].values():
+            smap = load_saliency_png(view["saliency_path"])
+            assert smap.shape == (112, 112) and smap.dtype == np.float32
+            if view["fixations"]:
+                assert smap.max() == pytest.approx(1.0, abs=1e-4)
+                # The peak sits within a few sigma of some fixation.
+                py, px = np.unravel_index(smap.argmax(), smap.shape)
+                d = min(np.hypot(px - x, py - y) for x, y in view["fixations"])
+                assert d < 15
+                checked += 1
+            else:
+                assert smap.max() == 0
+    assert checked > 10
+
+
+def test_conversations_use_the_shared_prompts(records):
+    r = records[0]
+    assert [c[0]["content"][0]["type"] for c in r["conversations"]] == ["video"] * 3
+    distortion = [c for c in r["conversations"] if c[0]["content"][1]["text"] == DISTORTION_QUESTION][0]
+    assert parse_distortion_answer(distortion[1]["content"][0]["text"]) == r["categories"]
+    assert r["level"]["quality"] in r["conversations"][0][1]["content"][0]["text"]
+
+
+def test_view_to_frame_hand_worked():
+    # 16 frames over -90..90 deg: frame k sits at -90 + 12k deg.
+    assert view_to_frame(-90, 16) == 0 and view_to_frame(90, 16) == 15
+    assert view_to_frame(-45, 16) == 4  # 45/180 * 15 = 3.75
+    assert view_to_frame(0, 240) == 120  # 0.5 * 239 = 119.5 -> rounds to even
+    with pytest.raises(ValueError):
+        view_to_frame(120, 16)
+
+
+def test_the_synthetic_set_is_learnable(records, synthetic_raw):
+    checks = learnability(records, truth_path=synthetic_raw / "truth.jsonl")
+    # A hand-made blur statistic already ranks quality, and far less so authenticity.
+    assert checks["srcc_sharpness_quality"] > 0.4
+    assert checks["srcc_sharpness_quality"] > checks["srcc_sharpness_authenticity"] + 0.3
+    # The MOS from the simulated raters reproduces the simulator's latent scores.
+    assert checks["srcc_mos_latent_quality"] > 0.95 and checks["srcc_mos_latent_authenticity"] > 0.95
+
+
+def test_manifest_path_escaping_its_folder_is_refused(tmp_path, prepared_manifest):
+    record = json.loads(prepared_manifest.read_text().splitlines()[0])
+    record["video"] = "../../etc/passwd"
+    bad = tmp_path / "manifest.jsonl"
+    bad.write_text(json.dumps(record) + "\n")
+    with pytest.raises(ValueError, match=r"line 1: field 'video'.*outside"):
+        load_manifest(bad)
+
+
+def test_raw_files_that_disagree_are_reported(tmp_path, synthetic_raw):
+    raw = tmp_path / "raw"
+    shutil.copytree(synthetic_raw, raw)
+    victim = sorted((raw / "videos").glob("*.mp4"))[0]
+    victim.unlink()
+    with pytest.raises(ValueError, match=rf"{victim.stem}: missing from videos/"):
+        prepare(raw, tmp_path / "out", progress=False)
+
+
+def test_marks_outside_the_frame_name_file_line_and_field(tmp_path, synthetic_raw):
+    raw = tmp_path / "raw"
+    shutil.copytree(synthetic_raw, raw)
+    lines = (raw / "marks.jsonl").read_text().splitlines()
+    record = json.loads(lines[4])
+    record["points"] = [[500.0, 3.0]]
+    lines[4] = json.dumps(record)
+    (raw / "marks.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"marks.jsonl, line\(s\) \[.*5.*\]: field 'points'"):
+        prepare(raw, tmp_path / "out", progress=False)
+
+
+def test_cli_prepare_errors_exit_2_with_message(tmp_path, capsys):
+    assert main(["prepare", str(tmp_path / "nope"), str(tmp_path / "out")]) == 2
+    assert "ratings.csv: missing" in capsys.readouterr().err
+
+
+def test_min_votes_is_validated():
+    with pytest.raises(ValueError, match="min_votes"):
+        PrepareConfig(min_votes=0)
