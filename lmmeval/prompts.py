@@ -24,6 +24,11 @@ DISTORTION_QUESTION = (
     "Choose all that apply from: " + "; ".join(DISTORTIONS) + "."
 )
 
+DESCRIBE_QUESTION = (
+    "Describe the quality and authenticity of the human face in this video, "
+    "and where any distortions are."
+)
+
 # The answer stems end right before the level word: the level probabilities are
 # read from the logits at the position after the stem (Q-Align style).
 QUALITY_ANSWER_STEM = "The quality of the human face in this video is"

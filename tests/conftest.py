@@ -27,3 +27,20 @@ def prepared_manifest(synthetic_raw, tmp_path_factory):
     from lmmeval.prepare import prepare
 
     return prepare(synthetic_raw, tmp_path_factory.mktemp("prepared"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    """The tiny Qwen2.5-VL base (real architecture, random weights), built offline once."""
+    from lmmeval.model import build_tiny_base
+
+    return build_tiny_base(tmp_path_factory.mktemp("tiny_base"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_assessor(tiny_base):
+    """An untrained assessor on the tiny base, sampling small frames for speed."""
+    from lmmeval.assessor import Assessor
+    from lmmeval.model.config import SamplingConfig
+
+    return Assessor.from_base(tiny_base, device="cpu", sampling=SamplingConfig(max_pixels=112 * 112, max_frames=8))

@@ -1,0 +1,324 @@
+"""`Assessor`: the Python inference API.
+
+    from lmmeval import Assessor
+    a = Assessor.from_pretrained()          # the embedded synthetic-data demo checkpoint
+    r = a.assess("face.mp4")
+    r.quality, r.authenticity, r.quality_level, r.level_probs, r.distortions, r.saliency
+
+A checkpoint folder holds: ``config.json`` (``AssessorConfig``), the LoRA adapter
+in PEFT format (``adapter_config.json`` + ``adapter_model.safetensors``; absent
+before any LoRA training), ``heads.safetensors`` (regression head and saliency
+decoder), and the processor files. The base model is referenced by path, so the
+folder also loads with plain transformers + peft (see the README).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .labels import LEVELS
+from .media import Visual, load_visual
+from .model.config import CONFIG_NAME, AssessorConfig, SamplingConfig
+from .model.heads import RegressionHead, RegressionHeadConfig, SaliencyDecoder, SaliencyDecoderConfig
+from .model.lmme import LEVEL_TASKS, LMME3DHF, build_batch
+from .prompts import DISTORTION_ANSWER_STEM, parse_distortion_answer
+
+log = logging.getLogger("lmmeval")
+HEADS_NAME = "heads.safetensors"
+DEMO_CHECKPOINT = Path(__file__).parent / "assets" / "demo_checkpoint"
+
+
+@dataclass
+class Assessment:
+    """What the assessor says about one input."""
+
+    source: str
+    quality: float = math.nan  # MOS scale, 0-100
+    authenticity: float = math.nan
+    quality_level: str | None = None  # one of LEVELS
+    authenticity_level: str | None = None
+    level_probs: dict = field(default_factory=dict)  # {"quality": {level: p}, "authenticity": {...}}
+    expected_level: dict = field(default_factory=dict)  # sum_i p_i * i, i = 1 (bad) .. 5 (excellent)
+    distortions: list[str] = field(default_factory=list)
+    saliency: np.ndarray | None = None  # float32 [T, H, W] (video) or [H, W] (image), in [0, 1]
+    description: str | None = None  # free text, with describe=True
+    frame_indices: list[int] = field(default_factory=list)  # source frame of each saliency map
+    notes: list[str] = field(default_factory=list)  # what sampling changed (frame cap, downscaling)
+    error: str | None = None  # set instead of the fields above when the input failed
+    runtime_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (without the saliency array)."""
+        return {
+            "path": self.source, "quality": _round(self.quality), "authenticity": _round(self.authenticity),
+            "quality_level": self.quality_level, "authenticity_level": self.authenticity_level,
+            "level_probs": {d: {k: round(v, 5) for k, v in p.items()} for d, p in self.level_probs.items()},
+            "expected_level": {d: round(v, 4) for d, v in self.expected_level.items()},
+            "distortions": self.distortions, "description": self.description, "notes": self.notes,
+            "error": self.error, "runtime_s": round(self.runtime_s, 4),
+        }
+
+
+def _round(x: float) -> float | None:
+    return None if x != x else round(float(x), 4)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _attention_implementation() -> str:
+    try:
+        import flash_attn  # noqa: F401
+
+        return "flash_attention_2"
+    except ImportError:
+        return "sdpa"
+
+
+class Assessor:
+    """LMME3DHF wrapped for inference: loading, batching, post-processing, saving."""
+
+    def __init__(self, model: LMME3DHF, processor, config: AssessorConfig, base_path: Path, device: torch.device,
+                 peft_model=None):
+        self.model = model
+        self.processor = processor
+        self.config = config
+        self.base_path = base_path
+        self.device = device
+        self.peft_model = peft_model  # the PeftModel whose LoRA layers live inside model.backbone
+
+    def add_lora(self) -> None:
+        """Inject fresh LoRA layers (``config.lora``) into the LLM, for training."""
+        from peft import LoraConfig, get_peft_model
+
+        if self.peft_model is not None:
+            raise ValueError("this assessor already has a LoRA adapter")
+        lora = self.config.lora
+        cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
+                         base_model_name_or_path=str(self.base_path.resolve()))
+        self.peft_model = get_peft_model(self.model.backbone, cfg)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_base(cls, base: str | Path, device: str | torch.device | None = None, sampling: SamplingConfig | None = None,
+                  seed: int = 0) -> Assessor:
+        """A fresh, untrained assessor on a base Qwen2.5-VL directory (heads randomly initialised)."""
+        from transformers import AutoProcessor
+
+        base = Path(base)
+        device = torch.device(device) if device is not None else default_device()
+        processor = AutoProcessor.from_pretrained(base)
+        backbone = _load_backbone(base, device)
+        text, vision = backbone.config.text_config, backbone.config.vision_config
+        config = AssessorConfig(
+            base=str(base.resolve()),
+            regression=RegressionHeadConfig(hidden_size=text.hidden_size),
+            saliency=SaliencyDecoderConfig(vision_dim=vision.hidden_size, llm_dim=text.hidden_size,
+                                           merge=vision.spatial_merge_size, **_decoder_widths(text.hidden_size)),
+            sampling=sampling or SamplingConfig(),
+        )
+        torch.manual_seed(seed)
+        model = _assemble(backbone, processor, config, device)
+        model.eval()
+        return cls(model, processor, config, base, device)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device | None = None,
+                        base: str | Path | None = None) -> Assessor:
+        """Load a checkpoint folder (None: the embedded synthetic-data demo checkpoint).
+
+        ``base`` overrides the base model directory recorded in the checkpoint.
+        """
+        from transformers import AutoProcessor
+
+        if path is None:
+            path = DEMO_CHECKPOINT
+            print("lmmeval: using the embedded demo checkpoint (tiny model trained on synthetic data; "
+                  "its scores are a demonstration, not a real face-quality model)", file=sys.stderr)
+            if not (path / CONFIG_NAME).exists():
+                raise FileNotFoundError(f"{path}: the embedded demo checkpoint is missing; run `make demo-checkpoint`")
+        path = Path(path)
+        if not (path / CONFIG_NAME).is_file():
+            raise FileNotFoundError(f"{path}: not an lmmeval checkpoint (no {CONFIG_NAME})")
+        config = AssessorConfig.load(path / CONFIG_NAME)
+        base_path = Path(base) if base is not None else _resolve(path, config.base)
+        if not (base_path / "config.json").is_file():
+            raise FileNotFoundError(f"{base_path}: base model directory not found (pass --base / base=)")
+        device = torch.device(device) if device is not None else default_device()
+        processor = AutoProcessor.from_pretrained(path)
+        backbone = _load_backbone(base_path, device)
+        peft_model = None
+        if (path / "adapter_config.json").is_file():
+            from peft import PeftModel
+
+            peft_model = PeftModel.from_pretrained(backbone, path)  # LoRA injected into backbone in place
+        model = _assemble(backbone, processor, config, device)
+        _load_heads(model, path / HEADS_NAME)
+        model.eval()
+        return cls(model, processor, config, base_path, device, peft_model)
+
+    def save_pretrained(self, out_dir: str | Path, base_reference: str | None = None) -> Path:
+        """Write the checkpoint folder (see module docstring). ``base_reference`` is the base
+        path to record (default: the absolute base path this assessor was loaded from)."""
+        from safetensors.torch import save_file
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        base_ref = base_reference or str(self.base_path.resolve())
+        if self.peft_model is not None:
+            self.peft_model.peft_config["default"].base_model_name_or_path = base_ref
+            self.peft_model.save_pretrained(out_dir)  # adapter_config.json + adapter_model.safetensors
+        heads = {f"regression.{k}": v for k, v in self.model.regression.state_dict().items()}
+        heads |= {f"saliency.{k}": v for k, v in self.model.saliency.state_dict().items()}
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in heads.items()}, out_dir / HEADS_NAME)
+        self.processor.save_pretrained(out_dir)
+        self.config.base = base_ref
+        (out_dir / CONFIG_NAME).write_text(self.config.to_json())
+        return out_dir
+
+    # ---------------------------------------------------------------- inference
+    def assess(self, inputs, batch_size: int = 4, saliency: bool = True, describe: bool = False,
+               on_error: str = "raise", progress: bool = False):
+        """Assess one input (returns an ``Assessment``) or a list (returns a list).
+
+        Inputs: video/image paths, PIL images, uint8 arrays (H, W, 3) or (T, H, W, 3).
+        ``on_error="return"`` turns a failing input into an ``Assessment`` with ``error``
+        set and carries on; ``"raise"`` (default) raises a ``ValueError`` naming it.
+        """
+        if on_error not in ("raise", "return"):
+            raise ValueError(f"on_error must be 'raise' or 'return', got {on_error!r}")
+        single = not isinstance(inputs, (list, tuple))
+        items = [inputs] if single else list(inputs)
+        self.model.eval()  # no dropout at inference, even right after training
+        results: list[Assessment] = []
+        for start in range(0, len(items), batch_size):
+            results.extend(self._assess_batch(items[start:start + batch_size], saliency, describe, on_error))
+        return results[0] if single else results
+
+    def _assess_batch(self, items, saliency: bool, describe: bool, on_error: str) -> list[Assessment]:
+        t0 = time.perf_counter()
+        visuals: list[Visual | None] = []
+        results = []
+        for item in items:
+            source = str(item) if isinstance(item, (str, Path)) else f"<{type(item).__name__}>"
+            try:
+                visuals.append(load_visual(item, self.config.sampling))
+                results.append(Assessment(source=source))
+            except (ValueError, FileNotFoundError, OSError) as err:
+                if on_error == "raise":
+                    raise ValueError(str(err)) from None
+                visuals.append(None)
+                results.append(Assessment(source=source, error=str(err)))
+        good = [i for i, v in enumerate(visuals) if v is not None]
+        if good:
+            batch_visuals = [visuals[i] for i in good]
+            outputs = self._run(batch_visuals, saliency, describe)
+            for i, out in zip(good, outputs):
+                r, v = results[i], visuals[i]
+                r.__dict__.update(out)
+                r.notes = v.notes
+                r.frame_indices = v.frame_indices if not v.is_image else [0]
+        elapsed = (time.perf_counter() - t0) / max(len(items), 1)
+        for r in results:
+            r.runtime_s = elapsed
+        return results
+
+    @torch.inference_mode()
+    def _run(self, visuals: list[Visual], saliency: bool, describe: bool) -> list[dict]:
+        model = self.model
+        batch = build_batch(self.processor, visuals, LEVEL_TASKS).to(self.device)
+        sizes = [v.original_size for v in visuals]
+        out = model(batch, with_saliency=saliency, out_sizes=sizes)
+        probs = torch.softmax(out["level_logits"], dim=-1).cpu().numpy()  # (B, 2, 5)
+        scores = out["scores"].float().cpu().numpy()  # (B, 2)
+        distortions = self._generate(visuals, "distortions")
+        descriptions = self._generate(visuals, "describe") if describe else [None] * len(visuals)
+        results = []
+        for b, v in enumerate(visuals):
+            level_probs = {dim: dict(zip(LEVELS, probs[b, j].tolist())) for j, dim in enumerate(LEVEL_TASKS)}
+            res = {
+                "quality": float(scores[b, 0]), "authenticity": float(scores[b, 1]),
+                "quality_level": LEVELS[int(probs[b, 0].argmax())], "authenticity_level": LEVELS[int(probs[b, 1].argmax())],
+                "level_probs": level_probs,
+                "expected_level": {dim: float((probs[b, j] * np.arange(1, 6)).sum()) for j, dim in enumerate(LEVEL_TASKS)},
+                "distortions": parse_distortion_answer(distortions[b]), "description": descriptions[b],
+            }
+            if saliency:
+                maps = torch.sigmoid(out["saliency_logits"][b].float()).cpu().numpy()  # (t, H, W)
+                res["saliency"] = maps[0] if v.is_image else np.repeat(maps, 2, axis=0)[: len(v.frames)]
+            results.append(res)
+        return results
+
+    def _generate(self, visuals: list[Visual], task: str, max_new_tokens: int = 48) -> list[str]:
+        """Greedy answers to the distortion question (after its stem) or a free description."""
+        tasks = ("distortions",) if task == "distortions" else ("describe",)
+        batch = build_batch(self.processor, visuals, tasks).to(self.device)
+        out = self.model.backbone.generate(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, mm_token_type_ids=batch.mm_token_type_ids,
+            pixel_values_videos=batch.pixel_values_videos, video_grid_thw=batch.video_grid_thw,
+            second_per_grid_ts=batch.second_per_grid_ts, max_new_tokens=max_new_tokens, do_sample=False,
+            pad_token_id=self.processor.tokenizer.pad_token_id,
+        )
+        new = out[:, batch.input_ids.shape[1]:]
+        texts = self.processor.batch_decode(new, skip_special_tokens=True)
+        return [(DISTORTION_ANSWER_STEM + t) if task == "distortions" else t.strip() for t in texts]
+
+
+def _decoder_widths(llm_dim: int) -> dict:
+    """Saliency decoder widths scaled to the backbone (the tiny preset gets a tiny decoder)."""
+    c = 256 if llm_dim >= 1024 else 32
+    return {"vision_channels": c, "llm_channels": c, "fused_channels": c // 2, "refine_channels": c // 4}
+
+
+def _resolve(checkpoint: Path, base: str) -> Path:
+    p = Path(base)
+    return p if p.is_absolute() else (checkpoint / p).resolve()
+
+
+def _load_backbone(base: Path, device: torch.device):
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            base, dtype=dtype, attn_implementation=_attention_implementation(), local_files_only=True)
+    except OSError as err:
+        raise FileNotFoundError(f"{base}: cannot load a Qwen2.5-VL base model ({err})") from None
+    return model.to(device)
+
+
+def _assemble(backbone, processor, config: AssessorConfig, device: torch.device) -> LMME3DHF:
+    model = LMME3DHF(backbone, processor.tokenizer, RegressionHead(config.regression), SaliencyDecoder(config.saliency))
+    model.regression.to(device)
+    model.saliency.to(device)
+    return model.to(device)
+
+
+def _load_heads(model: LMME3DHF, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing (regression head and saliency decoder weights)")
+    state = load_file(path)
+    for name, module in (("regression", model.regression), ("saliency", model.saliency)):
+        sub = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
+        own = module.state_dict()
+        missing, unknown = sorted(set(own) - set(sub)), sorted(set(sub) - set(own))
+        wrong = [f"{k}: {tuple(sub[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in sub and sub[k].shape != own[k].shape]
+        if missing or unknown or wrong:
+            raise ValueError(f"{path}: {name} weights do not match config.json "
+                             f"(missing {missing[:5]}, unknown {unknown[:5]}, wrong shapes {wrong[:5]})")
+        module.load_state_dict({k: v.to(own[k].dtype) for k, v in sub.items()})

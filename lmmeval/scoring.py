@@ -1,0 +1,186 @@
+"""Batch scoring of files: what `lmmeval score` does, usable from Python too.
+
+Results go to a JSON-lines file, one complete line per input, appended and flushed
+as soon as the input is done, so an interrupted run loses at most the line being
+written; ``resume=True`` drops such a torn last line and skips every input already
+in the file. A failing input becomes a line with its ``error``; the run goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .assessor import Assessment, Assessor
+from .media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_visual
+
+# Anchor colours of a perceptual "inferno"-like map, for heat maps without matplotlib.
+_HEAT = np.array([(0, 0, 4), (40, 11, 84), (101, 21, 110), (159, 42, 99), (212, 72, 66), (245, 125, 21),
+                  (250, 193, 39), (252, 255, 164)], dtype=np.float32)
+
+
+def collect_inputs(paths: list[str | Path]) -> list[Path]:
+    """Files to score: given files as they are, folders recursed for video/image suffixes (sorted)."""
+    suffixes = VIDEO_SUFFIXES + IMAGE_SUFFIXES
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes))
+        else:
+            found.append(p)  # a missing or odd file is reported as that input's error, not dropped
+    seen, unique = set(), []
+    for f in found:
+        key = str(f.resolve())
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
+def read_done(out_path: Path) -> set[str]:
+    """Paths already in a results file; a torn last line (killed mid-write) is cut off."""
+    if not out_path.exists():
+        return set()
+    data = out_path.read_bytes()
+    done, keep = set(), 0
+    for line in data.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break  # torn: the writer died before the newline
+        try:
+            done.add(json.loads(line)["path"])
+        except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
+            break
+        keep += len(line)
+    if keep != len(data):
+        with open(out_path, "r+b") as f:
+            f.truncate(keep)
+    return done
+
+
+def heatmap_rgb(saliency: np.ndarray) -> np.ndarray:
+    """[H, W] values in [0, 1] -> uint8 RGB through the heat colour map."""
+    x = np.clip(saliency, 0, 1) * (len(_HEAT) - 1)
+    lo = np.floor(x).astype(int)
+    hi = np.minimum(lo + 1, len(_HEAT) - 1)
+    frac = (x - lo)[..., None]
+    return (_HEAT[lo] * (1 - frac) + _HEAT[hi] * frac).astype(np.uint8)
+
+
+def write_saliency_png(path: Path, result: Assessment) -> None:
+    """One PNG per input: the temporal maximum of the maps (every distortion seen at any time)."""
+    from PIL import Image
+
+    smap = result.saliency if result.saliency.ndim == 2 else result.saliency.max(axis=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(heatmap_rgb(smap)).save(path)
+
+
+def write_overlay(path: Path, source, result: Assessment, alpha: float = 0.45) -> Path:
+    """Heat map blended over the sampled frames: an animated GIF for videos, a PNG for images."""
+    from PIL import Image
+
+    visual = load_visual(source, _full_resolution())
+    frames = visual.frames if not visual.is_image else visual.frames[:1]
+    maps = result.saliency if result.saliency.ndim == 3 else result.saliency[None]
+    out = []
+    for frame, smap in zip(frames, maps):
+        heat = np.asarray(Image.fromarray(heatmap_rgb(smap)).resize(frame.shape[1::-1], Image.BILINEAR))
+        out.append(Image.fromarray((frame * (1 - alpha) + heat * alpha).astype(np.uint8)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if len(out) == 1:
+        path = path.with_name(path.name + ".png")
+        out[0].save(path)
+    else:
+        path = path.with_name(path.name + ".gif")
+        out[0].save(path, save_all=True, append_images=out[1:], duration=250, loop=0)
+    return path
+
+
+def _full_resolution():
+    from .model.config import SamplingConfig
+
+    return SamplingConfig(max_pixels=4096 * 4096)
+
+
+@dataclass
+class ScoreSummary:
+    total: int
+    skipped: int  # already in the output (resume)
+    scored: int
+    failed: int
+
+
+def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Path, batch_size: int = 4,
+                resume: bool = False, csv_path: str | Path | None = None, saliency_dir: str | Path | None = None,
+                overlay: bool = False, progress: bool = True) -> ScoreSummary:
+    """Score ``inputs`` (files or folders) into ``out_path`` (JSON lines); see module docstring."""
+    from tqdm import tqdm
+
+    out_path = Path(out_path)
+    files = collect_inputs(inputs)
+    if not resume and out_path.exists():
+        out_path.unlink()
+    done = read_done(out_path) if resume else set()
+    todo = [f for f in files if str(f.resolve()) not in done]
+    want_maps = saliency_dir is not None
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    bar = tqdm(total=len(todo), desc="scoring", unit="input", disable=not progress)
+    with open(out_path, "a") as out:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            results = assessor.assess([str(f) for f in chunk], batch_size=batch_size, saliency=want_maps, on_error="return")
+            for f, r in zip(chunk, results):
+                row = {"id": _input_id(f, inputs), **r.to_dict(), "path": str(f.resolve())}
+                if r.ok and want_maps:
+                    try:
+                        stem = Path(saliency_dir) / row["id"]
+                        write_saliency_png(stem.with_name(stem.name + ".saliency.png"), r)
+                        if overlay:
+                            row["overlay"] = str(write_overlay(stem.with_name(stem.name + ".overlay"), f, r))
+                    except (OSError, ValueError) as err:
+                        row["error"] = f"writing saliency outputs failed: {err}"
+                failed += row["error"] is not None
+                out.write(json.dumps(row) + "\n")  # one complete line at a time
+                out.flush()
+                os.fsync(out.fileno())
+            bar.update(len(chunk))
+    bar.close()
+    if csv_path is not None:
+        write_csv(out_path, Path(csv_path))
+    return ScoreSummary(total=len(files), skipped=len(files) - len(todo), scored=len(todo) - failed, failed=failed)
+
+
+def _input_id(path: Path, roots: list[str | Path]) -> str:
+    """The input's path relative to the folder argument it was found in (else its name)."""
+    resolved = path.resolve()
+    for root in map(Path, roots):
+        root = root.resolve()
+        if root.is_dir() and resolved.is_relative_to(root):
+            return str(resolved.relative_to(root))
+    return path.name
+
+
+def write_csv(jsonl: Path, csv_path: Path) -> None:
+    """A flat CSV view of a results file (one row per input)."""
+    from .labels import LEVELS
+
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    fields = ["id", "path", "quality", "authenticity", "quality_level", "authenticity_level"]
+    fields += [f"p_{dim}_{lvl}" for dim in ("quality", "authenticity") for lvl in LEVELS]
+    fields += ["distortions", "runtime_s", "error"]
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for r in rows:
+            flat = {k: r.get(k) for k in fields if k in r}
+            for dim, probs in (r.get("level_probs") or {}).items():
+                for lvl, p in probs.items():
+                    flat[f"p_{dim}_{lvl}"] = p
+            flat["distortions"] = "; ".join(r.get("distortions") or [])
+            writer.writerow(flat)

@@ -1,0 +1,70 @@
+"""`lmmeval score` on a folder with a broken file, CSV, saliency maps, resume after a torn line."""
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from lmmeval.cli import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_assessor, tmp_path_factory):
+    return tiny_assessor.save_pretrained(tmp_path_factory.mktemp("ckpt"))
+
+
+@pytest.fixture()
+def folder(synthetic_raw, tmp_path):
+    root = tmp_path / "renders"
+    (root / "sub").mkdir(parents=True)
+    videos = sorted((synthetic_raw / "videos").glob("*.mp4"))[:2]
+    shutil.copy(videos[0], root / videos[0].name)
+    shutil.copy(videos[1], root / "sub" / videos[1].name)
+    shutil.copy(sorted((synthetic_raw / "snapshots").glob("*.png"))[0], root / "still.png")
+    (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
+    (root / "readme.txt").write_text("not an input")  # not a media suffix: not collected
+    return root
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_score_folder_with_broken_file(checkpoint, folder, tmp_path, capsys):
+    out = tmp_path / "results.jsonl"
+    rc = main(["score", str(folder), "--model", str(checkpoint), "--out", str(out), "--csv", str(tmp_path / "r.csv"),
+               "--saliency-dir", str(tmp_path / "maps"), "--overlay", "--device", "cpu", "-q"])
+    assert rc == 1  # something failed
+    rows = {r["id"]: r for r in _rows(out)}
+    assert set(rows) == {"broken.mp4", "still.png", "sub/" + next((folder / "sub").iterdir()).name,
+                         next(folder.glob("g*.mp4")).name}
+    assert "broken.mp4" in rows["broken.mp4"]["error"] and rows["broken.mp4"]["quality"] is None
+    good = [r for r in rows.values() if r["error"] is None]
+    assert len(good) == 3 and all(0 <= r["quality"] <= 100 and r["runtime_s"] > 0 for r in good)
+    assert len(list((tmp_path / "maps").rglob("*.saliency.png"))) == 3
+    assert len(list((tmp_path / "maps").rglob("*.overlay.gif"))) == 2  # the two videos
+    with open(tmp_path / "r.csv") as f:
+        assert len(list(csv.DictReader(f))) == 4
+    assert "3 scored, 1 failed" in capsys.readouterr().out
+
+
+def test_resume_skips_done_inputs_and_drops_a_torn_line(checkpoint, folder, tmp_path):
+    out = tmp_path / "results.jsonl"
+    (folder / "broken.mp4").unlink()
+    assert main(["score", str(folder), "--model", str(checkpoint), "--out", str(out), "-q"]) == 0
+    lines = out.read_text().splitlines(keepends=True)
+    assert len(lines) == 3
+    # Simulate a kill mid-write: the last line is cut in half.
+    out.write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])
+    assert main(["score", str(folder), "--model", str(checkpoint), "--out", str(out), "--resume", "-q"]) == 0
+    rows = _rows(out)
+    assert len(rows) == 3 and len({r["path"] for r in rows}) == 3  # every input exactly once
+
+
+def test_score_help_explains(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["score", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "--resume" in text and "Examples" in text and "exit status" in text

@@ -1,0 +1,157 @@
+"""The assessor model on the tiny preset: shapes, ranges, window order, save/load, PEFT round trip."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lmmeval.assessor import Assessor
+from lmmeval.labels import DISTORTIONS, LEVELS
+from lmmeval.model.heads import restore_patch_grid
+from lmmeval.model.lmme import LEVEL_TASKS, build_batch, level_token_ids
+
+
+@pytest.fixture(scope="module")
+def video_path(synthetic_raw):
+    return sorted((synthetic_raw / "videos").glob("*.mp4"))[0]
+
+
+def _image(h=90, w=120, seed=0):
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+
+def test_outputs_for_image_video_and_mixed_batch(tiny_assessor, video_path):
+    results = tiny_assessor.assess([str(video_path), _image(), np.zeros((5, 60, 80, 3), np.uint8)], batch_size=3)
+    video, image, array = results
+    assert video.saliency.shape == (4, 112, 112)  # 2 s at 2 fps: 4 frames, at the video's own size
+    assert image.saliency.shape == (90, 120)
+    assert array.saliency.shape[0] == 4 and array.saliency.shape[1:] == (60, 80)
+    for r in results:
+        assert r.ok and 0 <= r.quality <= 100 and 0 <= r.authenticity <= 100
+        assert r.quality_level in LEVELS and r.authenticity_level in LEVELS
+        for dim in LEVEL_TASKS:
+            probs = r.level_probs[dim]
+            assert list(probs) == list(LEVELS) and sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+            assert max(probs, key=probs.get) == getattr(r, f"{dim}_level")
+            assert 1 <= r.expected_level[dim] <= 5
+        assert r.saliency.dtype == np.float32 and 0 <= r.saliency.min() and r.saliency.max() <= 1
+        assert r.distortions and set(r.distortions) <= set(DISTORTIONS)
+
+
+def test_batching_does_not_change_results(tiny_assessor, video_path):
+    alone = tiny_assessor.assess(str(video_path))
+    batched = tiny_assessor.assess([_image(), str(video_path)], batch_size=2)[1]
+    assert alone.quality == pytest.approx(batched.quality, abs=1e-3)
+    np.testing.assert_allclose(alone.saliency, batched.saliency, atol=1e-4)
+
+
+def test_shared_vision_features_equal_a_plain_forward(tiny_assessor, video_path):
+    """The vision tower runs once per sample and its tokens are reused by each question;
+    the LLM states must equal those of transformers' own forward with the video in every sequence."""
+    from lmmeval.media import load_visual
+
+    model = tiny_assessor.model
+    batch = build_batch(tiny_assessor.processor, [load_visual(str(video_path), tiny_assessor.config.sampling)], LEVEL_TASKS)
+    with torch.no_grad():
+        ours = model(batch, with_saliency=False)["level_logits"]
+        pix = torch.cat([batch.pixel_values_videos] * 2)
+        plain = model.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                               mm_token_type_ids=batch.mm_token_type_ids, pixel_values_videos=pix,
+                               video_grid_thw=batch.video_grid_thw.repeat(2, 1)).logits[:, -1, model.level_ids]
+    torch.testing.assert_close(ours[0], plain, atol=1e-4, rtol=1e-4)
+
+
+def test_window_permutation_is_undone():
+    """Feed transformers' own window permutation a feature map whose values encode
+    their (t, y, x) position; restoring must give back the map exactly."""
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
+    from transformers.vision_utils import get_vision_window_index
+
+    t, h, w, merge = 2, 16, 20, 2  # 8x10 merge units: several 112-px windows, with padding
+    grid = torch.stack(torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij"), -1).float()
+    # The processor's patch order: merge units in raster order, patches raster within a unit.
+    seq = grid.reshape(t, h // merge, merge, w // merge, merge, 3).permute(0, 1, 3, 2, 4, 5).reshape(-1, 3)
+    index, _ = get_vision_window_index(torch.tensor([[t, h, w]]), spatial_merge_size=merge, window_size=112, patch_size=14)
+    assert not torch.equal(index, torch.arange(len(index)))  # the permutation is not trivial here
+
+    class Stub:  # the vision tower's own permutation method, on our sequence
+        spatial_merge_unit = merge * merge
+
+    permuted = Qwen2_5_VisionTransformerPretrainedModel.permute_input_for_window_attn(Stub(), seq, index, len(seq))
+    restored = restore_patch_grid(permuted, (t, h, w), merge, index)
+    torch.testing.assert_close(restored, grid)
+
+
+def test_level_words_start_with_distinct_tokens(tiny_assessor):
+    ids = level_token_ids(tiny_assessor.processor.tokenizer)
+    assert len(set(ids)) == 5
+
+    class Splitter:  # a tokenizer that splits every level word after its first letters
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [7, ord(text[2])]}
+
+        def convert_ids_to_tokens(self, i):
+            return str(i)
+
+    with pytest.raises(ValueError, match="distinct tokens"):
+        level_token_ids(Splitter())
+
+
+def test_save_load_identical_and_peft_round_trip(tiny_base, tmp_path, video_path):
+    from peft import PeftModel
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from lmmeval.model.config import SamplingConfig
+
+    a = Assessor.from_base(tiny_base, device="cpu", sampling=SamplingConfig(max_pixels=112 * 112, max_frames=8))
+    a.add_lora()
+    with torch.no_grad():  # make the adapter non-trivial, so the round trip has something to carry
+        for name, p in a.peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    ckpt = a.save_pretrained(tmp_path / "ckpt")
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["sampling"]["max_pixels"] == 112 * 112  # sampling travels with the checkpoint
+    b = Assessor.from_pretrained(ckpt, device="cpu")
+    ra, rb = a.assess(str(video_path)), b.assess(str(video_path))
+    assert ra.quality == pytest.approx(rb.quality, abs=1e-5)
+    assert ra.level_probs == rb.level_probs and ra.distortions == rb.distortions
+    np.testing.assert_array_equal(ra.saliency, rb.saliency)
+
+    # Plain transformers + peft read the same folder (README: "Loading without lmmeval").
+    base = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_base)
+    plain = PeftModel.from_pretrained(base, ckpt)
+    AutoProcessor.from_pretrained(ckpt)
+    ours = dict(a.peft_model.named_parameters())
+    for name, p in plain.named_parameters():
+        if "lora_B" in name:
+            torch.testing.assert_close(p, ours[name])
+
+
+def test_bad_inputs_are_named(tiny_assessor, tmp_path):
+    with pytest.raises(ValueError, match="no such video file"):
+        tiny_assessor.assess(str(tmp_path / "missing.mp4"))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) or \(T, H, W, 3\)"):
+        tiny_assessor.assess(np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        tiny_assessor.assess(np.full((8, 8, 3), 2.0))
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    r = tiny_assessor.assess([str(text)], on_error="return")[0]
+    assert not r.ok and "notes.mp4" in r.error and "cannot decode" in r.error
+
+
+def test_checkpoint_config_is_validated(tiny_assessor, tmp_path):
+    ckpt = tiny_assessor.save_pretrained(tmp_path / "ck")
+    config = json.loads((ckpt / "config.json").read_text())
+    config["sampling"]["fps_typo"] = 3
+    (ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config.json.sampling: unknown key\(s\) \['fps_typo'\]"):
+        Assessor.from_pretrained(ckpt, device="cpu")
+    del config["sampling"]["fps_typo"]
+    config["saliency"]["vision_channels"] = 48
+    (ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="saliency weights do not match"):
+        Assessor.from_pretrained(ckpt, device="cpu")
