@@ -14,7 +14,7 @@ export FORCE_QWENVL_VIDEO_READER := decord
 # DeepSpeed JIT-compiles its CPU ops once; keep them in a stable cache.
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/.torch_extensions
 
-.PHONY: install demo test synth-demo clean
+.PHONY: install demo test demo-checkpoint clean
 
 install: $(STAMP)
 
@@ -41,5 +41,10 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m lmmeval.demo --out demo_out
 
+# Retrain the embedded demo checkpoint (lmmeval/assets/demo_checkpoint) with the
+# project's own training scripts on a synthetic study, then evaluate it on another one.
+demo-checkpoint: $(STAMP)
+	$(PY) train/build_demo_checkpoint.py
+
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache .torch_extensions
+	rm -rf $(VENV) demo_out runs .pytest_cache .torch_extensions

@@ -11,7 +11,20 @@ from .synth import SynthConfig, synthesize
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # The model side imports torch and transformers: load it only when asked for,
+    # so that data preparation and metrics stay quick to import.
+    if name in ("Assessor", "Assessment"):
+        from . import assessor
+
+        return getattr(assessor, name)
+    raise AttributeError(f"module 'lmmeval' has no attribute {name!r}")
+
+
 __all__ = [
+    "Assessment",
+    "Assessor",
     "DIMENSIONS",
     "DISTORTIONS",
     "LEVELS",

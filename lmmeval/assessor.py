@@ -108,6 +108,7 @@ class Assessor:
             raise ValueError("this assessor already has a LoRA adapter")
         lora = self.config.lora
         cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
+                         modules_to_save=list(lora.modules_to_save) or None,
                          base_model_name_or_path=str(self.base_path.resolve()))
         self.peft_model = get_peft_model(self.model.backbone, cfg)
 
@@ -137,10 +138,11 @@ class Assessor:
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device | None = None,
-                        base: str | Path | None = None) -> Assessor:
+                        base: str | Path | None = None, trainable: bool = False) -> Assessor:
         """Load a checkpoint folder (None: the embedded synthetic-data demo checkpoint).
 
-        ``base`` overrides the base model directory recorded in the checkpoint.
+        ``base`` overrides the base model directory recorded in the checkpoint;
+        ``trainable`` loads the LoRA adapter for further training.
         """
         from transformers import AutoProcessor
 
@@ -164,7 +166,7 @@ class Assessor:
         if (path / "adapter_config.json").is_file():
             from peft import PeftModel
 
-            peft_model = PeftModel.from_pretrained(backbone, path)  # LoRA injected into backbone in place
+            peft_model = PeftModel.from_pretrained(backbone, path, is_trainable=trainable)  # LoRA injected in place
         model = _assemble(backbone, processor, config, device)
         _load_heads(model, path / HEADS_NAME)
         model.eval()

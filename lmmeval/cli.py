@@ -4,6 +4,7 @@
     lmmeval prepare RAW_DIR OUT_DIR [--folds 5]    annotations -> manifest.jsonl
     lmmeval stats MANIFEST [--truth RAW/truth.jsonl]  dataset statistics and learnability checks
     lmmeval score INPUT... --out results.jsonl     score videos/images with an assessor checkpoint
+    lmmeval evaluate --manifest M --fold K --out DIR   the paper's metrics on a held-out fold
 
 Run `lmmeval COMMAND --help` for each command's options.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -63,6 +65,15 @@ def _score(args: argparse.Namespace) -> int:
     if summary.failed:
         print(f"failed inputs are listed with their 'error' in {args.out}", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import run
+
+    report = run(args.model, args.manifest, args.fold, args.out, base=args.base, device=args.device,
+                 batch_size=args.batch_size)
+    print((Path(args.out) / "report.md").read_text())
+    return 0 if report else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +155,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_score)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on a manifest fold (SRCC/PLCC/KRCC, distortions, saliency)",
+                       description="Assess every video of one fold of a manifest and compare with its annotations: "
+                                   "SRCC, PLCC (raw and after a logistic-4 fit), KRCC, pairwise and level accuracy per "
+                                   "dimension; distortion exact-set accuracy and per-category precision/recall; "
+                                   "saliency AUC-Judd, NSS, CC, SIM, KLD. Writes report.json, report.md and plots.")
+    p.add_argument("--model", help="checkpoint folder (default: the embedded demo checkpoint)")
+    p.add_argument("--base", help="base Qwen2.5-VL folder, overriding the checkpoint's")
+    p.add_argument("--manifest", required=True, help="manifest.jsonl from `lmmeval prepare`")
+    p.add_argument("--fold", type=int, default=0, help="fold to evaluate (default 0; -1: every record)")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", help="torch device (default: cuda if available)")
+    p.set_defaults(func=_evaluate)
     return parser
 
 

@@ -1,8 +1,9 @@
-"""`make demo`: the main job end to end on the embedded defaults.
+"""`make demo`: the main job end to end with the embedded demo checkpoint.
 
-Renders a small synthetic Gen3DHF-style study, prepares it (MOS, levels,
-categories, saliency maps, folds), and prints its statistics with the
-learnability checks.
+1. render a small synthetic study (unseen by the demo checkpoint: another seed) and prepare it;
+2. score its videos with the embedded checkpoint: results.jsonl / results.csv, a
+   saliency heat map and an overlay GIF per video;
+3. print predictions next to the study's MOS and annotations.
 
     python -m lmmeval.demo --out demo_out
 """
@@ -10,31 +11,55 @@ learnability checks.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
-from .prepare import prepare
-from .stats import dataset_report
+from .assessor import Assessor
+from .labels import DIMENSIONS
+from .metrics import srcc
+from .prepare import load_manifest, prepare
+from .scoring import score_files
 from .synth import SynthConfig, synthesize
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    parser.add_argument("--n", type=int, default=40, help="videos to synthesise (default 40)")
+    parser.add_argument("--n", type=int, default=20, help="videos to synthesise (default 20, 2 per generator)")
     parser.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     start = time.time()
-    config = SynthConfig(n=args.n, seed=0, size=112, fps=8, seconds=2.0, workers=args.workers)
-    print(f"[1/3] synthesising {config.n} videos ({config.size}x{config.size}, {config.fps} fps, {config.seconds:g} s) into {out / 'raw'}")
-    synthesize(out / "raw", config)
-    print(f"[2/3] preparing annotations into {out / 'prepared'}")
-    manifest = prepare(out / "raw", out / "prepared")
-    print("[3/3] statistics\n")
-    print(dataset_report(manifest, truth_path=out / "raw" / "truth.jsonl"))
-    print(f"\ndone in {time.time() - start:.0f} s; manifest: {manifest}")
-    return 0
+    config = SynthConfig(n=args.n, seed=2, size=112, fps=8, seconds=2.0, workers=args.workers)
+    print(f"[1/3] rendering {config.n} synthetic face videos and their simulated study into {out / 'raw'}")
+    synthesize(out / "raw", config, progress=False)
+    manifest = prepare(out / "raw", out / "prepared", progress=False)
+    print("[2/3] scoring them with the embedded demo checkpoint")
+    assessor = Assessor.from_pretrained(device="cpu")
+    summary = score_files(assessor, [out / "raw" / "videos"], out / "results.jsonl", csv_path=out / "results.csv",
+                          saliency_dir=out / "saliency", overlay=True)
+    rows = {Path(r["path"]).stem: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    records = load_manifest(manifest)
+    print(f"[3/3] {summary.scored} scored, {summary.failed} failed\n")
+    print(f"{'video':<10}{'quality':>16}{'authenticity':>16}   {'level q/a (pred | true)':<34}distortions (pred | true)")
+    for r in records:
+        p = rows[r["id"]]
+        q = f"{p['quality']:5.1f} / {r['mos']['quality']:5.1f}"
+        a = f"{p['authenticity']:5.1f} / {r['mos']['authenticity']:5.1f}"
+        lv = f"{p['quality_level']}/{p['authenticity_level']} | {r['level']['quality']}/{r['level']['authenticity']}"
+        print(f"{r['id']:<10}{q:>16}{a:>16}   {lv:<34}{_short(p['distortions'])} | {_short(r['categories'])}")
+    print("\n(columns: predicted / MOS)")
+    for dim in DIMENSIONS:
+        print(f"SRCC {dim}: {srcc([rows[r['id']][dim] for r in records], [r['mos'][dim] for r in records]):+.3f} "
+              f"over {len(records)} videos")
+    print(f"\nresults: {out / 'results.jsonl'}, {out / 'results.csv'}; heat maps and overlays: {out / 'saliency'}")
+    print(f"done in {time.time() - start:.0f} s")
+    return 0 if summary.failed == 0 else 1
+
+
+def _short(categories: list[str]) -> str:
+    return ", ".join(c.split()[0] for c in categories)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ class LoraSettings:
     dropout: float = 0.05
     # Only the LLM's attention projections: the vision tower stays frozen.
     target_modules: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+    # Modules trained in full and saved with the adapter. Empty for a pretrained base;
+    # the random-init tiny preset needs its LM head trained to learn any answer text.
+    modules_to_save: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -60,7 +63,7 @@ class AssessorConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> AssessorConfig:
-        return _build(cls, data, source)
+        return build_dataclass(cls, data, source, _NESTED)
 
     @classmethod
     def load(cls, path: str | Path) -> AssessorConfig:
@@ -75,10 +78,11 @@ class AssessorConfig:
         return config
 
 
-def _build(cls, data: dict, source: str):
-    """Dataclass from a dict, recursively; unknown and missing keys name their path."""
+def build_dataclass(cls, data, source: str, nested: dict[str, type]):
+    """Dataclass from a dict, recursively (``nested``: field name -> dataclass);
+    unknown and missing keys, and invalid values, raise ``ValueError`` naming ``source``."""
     if not isinstance(data, dict):
-        raise ValueError(f"{source}: expected an object, got {type(data).__name__}")
+        raise ValueError(f"{source}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -89,8 +93,9 @@ def _build(cls, data: dict, source: str):
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ValueError(f"{source}: missing key {name!r}")
             continue
-        sub = _NESTED.get(name)
-        kwargs[name] = _build(sub, data[name], f"{source}.{name}") if sub else data[name]
+        sub = nested.get(name)
+        value = data[name]
+        kwargs[name] = build_dataclass(sub, value, f"{source}.{name}", nested) if sub and value is not None else value
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:

@@ -1,0 +1,161 @@
+"""`lmmeval evaluate`: a checkpoint on a manifest's held-out fold, in the paper's metrics.
+
+- scores: SRCC / PLCC / KRCC per dimension; PLCC both raw and after a 4-parameter
+  logistic fit (labelled ``plcc`` and ``plcc_fitted``); pairwise accuracy;
+- text levels: accuracy of the predicted level;
+- distortions: exact-set accuracy (headline) and per-category precision / recall;
+- saliency: AUC-Judd, NSS, CC, SIM, KLD per annotated view (the predicted map of
+  the temporal group holding that view's frame, against the view's map).
+
+Writes ``report.json``, ``report.md`` and PNG plots into the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .annotations import load_saliency_png, points_to_fixation_map
+from .assessor import Assessor
+from .labels import DIMENSIONS, DISTORTIONS
+from .metrics import auc_judd, cc, correlations, kld, nss, sim
+from .prepare import load_manifest
+
+
+def pairwise_accuracy(pred, mos) -> float:
+    """Share of pairs with distinct MOS whose predictions are ordered the same way (ties count half)."""
+    pred, mos = np.asarray(pred, float), np.asarray(mos, float)
+    dp = np.sign(pred[:, None] - pred[None, :])
+    dm = np.sign(mos[:, None] - mos[None, :])
+    pairs = np.triu(dm != 0, k=1)
+    if not pairs.any():
+        raise ValueError("pairwise accuracy needs at least two distinct MOS values")
+    agree = (dp == dm) + 0.5 * (dp == 0)
+    return float(agree[pairs].mean())
+
+
+def evaluate(assessor: Assessor, records: list[dict], batch_size: int = 4, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    preds = []
+    for start in tqdm(range(0, len(records), batch_size), desc="evaluating", unit="batch", disable=not progress):
+        chunk = records[start:start + batch_size]
+        preds.extend(assessor.assess([str(r["video_path"]) for r in chunk], batch_size=batch_size))
+    report: dict = {"n": len(records)}
+    for j, dim in enumerate(DIMENSIONS):
+        p = [getattr(r, dim) for r in preds]
+        m = [rec["mos"][dim] for rec in records]
+        report[dim] = correlations(p, m, fit="logistic4") | {"pairwise_accuracy": pairwise_accuracy(p, m)}
+        report[dim].pop("fit_params", None)
+        report[dim]["level_accuracy"] = float(np.mean([getattr(r, f"{dim}_level") == rec["level"][dim]
+                                                        for r, rec in zip(preds, records)]))
+    report["distortions"] = _distortion_report([r.distortions for r in preds], [rec["categories"] for rec in records])
+    report["saliency"] = _saliency_report(preds, records)
+    report["predictions"] = [{"id": rec["id"], **{d: getattr(r, d) for d in DIMENSIONS}, "distortions": r.distortions}
+                             for r, rec in zip(preds, records)]
+    return report
+
+
+def _distortion_report(pred: list[list[str]], true: list[list[str]]) -> dict:
+    per = {}
+    for c in DISTORTIONS:
+        tp = sum(c in p and c in t for p, t in zip(pred, true))
+        fp = sum(c in p and c not in t for p, t in zip(pred, true))
+        fn = sum(c not in p and c in t for p, t in zip(pred, true))
+        per[c] = {"precision": tp / (tp + fp) if tp + fp else None, "recall": tp / (tp + fn) if tp + fn else None,
+                  "support": tp + fn}
+    return {"exact_set_accuracy": float(np.mean([sorted(p) == sorted(t) for p, t in zip(pred, true)])),
+            "per_category": per}
+
+
+def _saliency_report(preds, records) -> dict:
+    scores: dict[str, list[float]] = {k: [] for k in ("auc_judd", "nss", "cc", "sim", "kld")}
+    for r, rec in zip(preds, records):
+        frames = np.asarray(r.frame_indices)
+        for view in rec.get("views", {}).values():
+            if not view["fixations"]:
+                continue  # no marks, no fixation-based metric (counted in 'views_without_marks')
+            gt = load_saliency_png(view["saliency_path"])
+            pred = r.saliency[int(np.abs(frames - view["frame"]).argmin())] if r.saliency.ndim == 3 else r.saliency
+            fix = points_to_fixation_map(view["fixations"], *gt.shape)
+            if pred.max() == pred.min():
+                raise ValueError(f"{rec['id']}: constant saliency prediction; the metrics are undefined")
+            scores["auc_judd"].append(auc_judd(pred, fix))
+            scores["nss"].append(nss(pred, fix))
+            scores["cc"].append(cc(pred, gt))
+            scores["sim"].append(sim(pred, gt))
+            scores["kld"].append(kld(pred, gt))
+    out = {k: float(np.mean(v)) if v else None for k, v in scores.items()}
+    out["views"] = len(scores["cc"])
+    return out
+
+
+def write_report(report: dict, out_dir: Path, records: list[dict], title: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    lines = [f"# {title}", "", f"{report['n']} videos.", "",
+             "| dimension | SRCC | PLCC (raw) | PLCC (logistic-4 fitted) | KRCC | pairwise acc. | level acc. |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for dim in DIMENSIONS:
+        d = report[dim]
+        lines.append(f"| {dim} | {d['srcc']:.3f} | {d['plcc']:.3f} | {d['plcc_fitted']:.3f} | {d['krcc']:.3f} "
+                     f"| {d['pairwise_accuracy']:.3f} | {d['level_accuracy']:.3f} |")
+    dist = report["distortions"]
+    lines += ["", f"Distortion categories: exact-set accuracy **{dist['exact_set_accuracy']:.3f}**", "",
+              "| category | precision | recall | support |", "| --- | --- | --- | --- |"]
+    for c, v in dist["per_category"].items():
+        fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
+        lines.append(f"| {c} | {fmt(v['precision'])} | {fmt(v['recall'])} | {v['support']} |")
+    s = report["saliency"]
+    if s["views"]:
+        lines += ["", f"Saliency over {s['views']} annotated views: AUC-Judd {s['auc_judd']:.3f}, NSS {s['nss']:.3f}, "
+                      f"CC {s['cc']:.3f}, SIM {s['sim']:.3f}, KLD {s['kld']:.3f}"]
+    (out_dir / "report.md").write_text("\n".join(lines) + "\n")
+    _plots(report, out_dir, records)
+
+
+def _plots(report: dict, out_dir: Path, records: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for ax, dim in zip(axes, DIMENSIONS):
+        pred = [p[dim] for p in report["predictions"]]
+        mos = [r["mos"][dim] for r in records]
+        ax.scatter(mos, pred, s=12, alpha=0.7)
+        ax.plot([0, 100], [0, 100], "k--", lw=0.8)
+        ax.set(xlabel=f"{dim} MOS", ylabel="predicted", title=f"{dim}: SRCC {report[dim]['srcc']:.3f}",
+               xlim=(0, 100), ylim=(0, 100))
+    fig.tight_layout()
+    fig.savefig(out_dir / "scatter.png", dpi=120)
+    plt.close(fig)
+
+    gens = sorted({r["generator"] for r in records})
+    fig, ax = plt.subplots(figsize=(9, 4))
+    x = np.arange(len(gens))
+    for k, dim in enumerate(DIMENSIONS):
+        mos = [np.mean([r["mos"][dim] for r in records if r["generator"] == g]) for g in gens]
+        pred = [np.mean([p[dim] for p, r in zip(report["predictions"], records) if r["generator"] == g]) for g in gens]
+        ax.bar(x + k * 0.4 - 0.3, mos, 0.2, label=f"{dim} MOS")
+        ax.bar(x + k * 0.4 - 0.1, pred, 0.2, label=f"{dim} predicted")
+    ax.set_xticks(x, [g.split("-")[0] for g in gens])
+    ax.set(ylabel="mean score", title="per-generator means")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "generators.png", dpi=120)
+    plt.close(fig)
+
+
+def run(model: str | None, manifest: str, fold: int, out_dir: str, base: str | None = None, device: str | None = None,
+        batch_size: int = 4) -> dict:
+    records = [r for r in load_manifest(manifest) if fold < 0 or r["fold"] == fold]
+    if not records:
+        raise ValueError(f"{manifest}: no records in fold {fold}")
+    assessor = Assessor.from_pretrained(model, device=device, base=base)
+    report = evaluate(assessor, records, batch_size=batch_size)
+    write_report(report, Path(out_dir), records, f"Evaluation of {model or 'the demo checkpoint'} on fold {fold}")
+    return report

@@ -1,0 +1,80 @@
+"""Typed training configuration, read from YAML; unknown keys are an error.
+
+One ``TrainConfig`` per stage run. The YAML files in ``configs/`` open with the
+exact command that runs them and comment every knob.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..model.config import LoraSettings, SamplingConfig, build_dataclass
+
+STAGES = (1, 2, 3)
+
+
+@dataclass
+class SaliencyLossWeights:
+    """Paper Eq. 5: w1 * L1 + w2 * CC + w3 * KL + w4 * BCE."""
+
+    l1: float = 1.0
+    cc: float = 1.0
+    kl: float = 0.5
+    bce: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    stage: int  # 1 instruction tuning, 2 LoRA + regression, 3 saliency decoder
+    manifest: str  # manifest.jsonl written by `lmmeval prepare`
+    output_dir: str  # checkpoints, log.csv, and final/ (an assessor checkpoint)
+    base: str | None = None  # stage 1: base Qwen2.5-VL folder, or "tiny" to build the tiny preset
+    init_from: str | None = None  # stages 2 and 3: the previous stage's final/ folder
+    fold: int = -1  # held-out fold (not trained on); -1 trains on every record
+    steps: int = 100  # optimizer steps
+    batch_size: int = 2  # samples per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    max_grad_norm: float = 1.0
+    lm_weight: float = 0.0  # stage 2: weight of the language-model loss kept next to the L1 regression loss
+    saliency_loss: SaliencyLossWeights = field(default_factory=SaliencyLossWeights)
+    sampling: SamplingConfig | None = None  # stage 1 only; later stages inherit the checkpoint's
+    lora: LoraSettings = field(default_factory=LoraSettings)  # stage 1 creates the adapter with these
+    gradient_checkpointing: bool = False  # non-reentrant, so LoRA still gets gradients
+    save_every: int = 50  # steps between resumable checkpoints
+    log_every: int = 1  # steps between log.csv rows
+    keep_checkpoints: int = 2  # newest resumable checkpoints kept
+    seed: int = 0
+    device: str | None = None  # default: cuda if available
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage}")
+        if self.stage == 1 and not self.base:
+            raise ValueError("stage 1 needs 'base' (a Qwen2.5-VL folder, or 'tiny')")
+        if self.stage > 1 and not self.init_from:
+            raise ValueError(f"stage {self.stage} needs 'init_from' (the previous stage's final/ folder)")
+        if self.stage > 1 and self.sampling is not None:
+            raise ValueError("'sampling' is set in stage 1 only; later stages use the checkpoint's")
+        for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """Read a stage's YAML; ``overrides`` (e.g. from the command line) replace its keys."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    data.update(overrides or {})
+    return build_dataclass(TrainConfig, data, str(path), _NESTED)
+
+
+_NESTED = {"saliency_loss": SaliencyLossWeights, "sampling": SamplingConfig, "lora": LoraSettings}

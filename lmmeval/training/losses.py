@@ -1,0 +1,32 @@
+"""The training objectives of the three stages."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+EPS = 2.2204e-16  # MATLAB eps, as in the KLD metric
+
+
+def regression_loss(scores: torch.Tensor, mos: torch.Tensor) -> torch.Tensor:
+    """L1 between predicted and true MOS (paper section 4.2), in units of the 0-100 scale / 100."""
+    return F.l1_loss(scores / 100.0, mos / 100.0)
+
+
+def saliency_loss(logits: torch.Tensor, target: torch.Tensor, weights) -> dict[str, torch.Tensor]:
+    """Paper Eq. 5 for one map: w1 L1 + w2 (1 - CC) + w3 KL + w4 BCE.
+
+    logits, target: (H, W); target in [0, 1]. CC and KL compare the maps as
+    distributions, which an empty target (no distortion marked) does not have, so
+    for it only L1 and BCE apply (they push the prediction towards zero).
+    """
+    pred = torch.sigmoid(logits)
+    terms = {"l1": F.l1_loss(pred, target), "bce": F.binary_cross_entropy_with_logits(logits, target)}
+    if target.sum() > 0:
+        p, g = pred.flatten(), target.flatten()
+        pc, gc = p - p.mean(), g - g.mean()
+        terms["cc"] = 1 - (pc * gc).sum() / (pc.norm() * gc.norm() + EPS)
+        pn, gn = p / (p.sum() + EPS), g / (g.sum() + EPS)
+        terms["kl"] = (gn * torch.log(EPS + gn / (pn + EPS))).sum()
+    total = sum(getattr(weights, k) * v for k, v in terms.items())
+    return {"loss": total, **terms}
