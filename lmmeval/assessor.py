@@ -121,11 +121,17 @@ class Assessor:
 
         base = Path(base)
         device = torch.device(device) if device is not None else default_device()
-        processor = AutoProcessor.from_pretrained(base)
-        backbone = _load_backbone(base, device)
+        return cls.from_backbone(_load_backbone(base, device), AutoProcessor.from_pretrained(base), base, device,
+                                 sampling, seed)
+
+    @classmethod
+    def from_backbone(cls, backbone, processor, base: str | Path, device: str | torch.device,
+                      sampling: SamplingConfig | None = None, seed: int = 0) -> Assessor:
+        """A fresh assessor around an already loaded backbone (e.g. random weights at 7B shape)."""
+        device = torch.device(device)
         text, vision = backbone.config.text_config, backbone.config.vision_config
         config = AssessorConfig(
-            base=str(base.resolve()),
+            base=str(Path(base).resolve()),
             regression=RegressionHeadConfig(hidden_size=text.hidden_size),
             saliency=SaliencyDecoderConfig(vision_dim=vision.hidden_size, llm_dim=text.hidden_size,
                                            merge=vision.spatial_merge_size, **_decoder_widths(text.hidden_size)),
@@ -134,7 +140,7 @@ class Assessor:
         torch.manual_seed(seed)
         model = _assemble(backbone, processor, config, device)
         model.eval()
-        return cls(model, processor, config, base, device)
+        return cls(model, processor, config, Path(base), device)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device | None = None,
@@ -304,8 +310,10 @@ def _load_backbone(base: Path, device: torch.device):
 
 def _assemble(backbone, processor, config: AssessorConfig, device: torch.device) -> LMME3DHF:
     model = LMME3DHF(backbone, processor.tokenizer, RegressionHead(config.regression), SaliencyDecoder(config.saliency))
+    # The heads run in the backbone's dtype (bf16 on GPU); the regression MLP upcasts its input.
+    dtype = next(backbone.parameters()).dtype
     model.regression.to(device)
-    model.saliency.to(device)
+    model.saliency.to(device=device, dtype=dtype)
     return model.to(device)
 
 

@@ -155,3 +155,15 @@ def test_checkpoint_config_is_validated(tiny_assessor, tmp_path):
     (ckpt / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="saliency weights do not match"):
         Assessor.from_pretrained(ckpt, device="cpu")
+
+
+def test_embedded_demo_checkpoint(capsys, video_path):
+    from lmmeval.assessor import DEMO_CHECKPOINT
+
+    size = sum(f.stat().st_size for f in DEMO_CHECKPOINT.rglob("*") if f.is_file())
+    assert size <= 20 * 2**20, f"demo checkpoint is {size / 2**20:.1f} MiB"
+    a = Assessor.from_pretrained(device="cpu")
+    assert "demo checkpoint" in capsys.readouterr().err  # the one-line notice
+    assert a.config.trained_stages == [1, 2, 3]
+    r = a.assess(str(video_path))
+    assert r.ok and 0 <= r.quality <= 100 and r.saliency.shape[1:] == (112, 112)

@@ -50,7 +50,7 @@ class RegressionHead(nn.Module):
         )
 
     def forward(self, last_states: torch.Tensor) -> torch.Tensor:
-        out = self.mlp(last_states.float())  # (b, 2 prompts, 2 outputs)
+        out = self.mlp(last_states.to(self.mlp[1].weight.dtype)).float()  # (b, 2 prompts, 2 outputs)
         own = torch.diagonal(out, dim1=1, dim2=2)  # (b, 2): quality from the quality prompt, etc.
         lo, hi = MOS_RANGE
         # A sigmoid keeps predictions on the MOS scale; its midpoint sits mid-scale.

@@ -79,6 +79,27 @@ TINY_PRESET: dict[str, Any] = {
     "max_pixels": 28 * 28 * 64,
 }
 
+# The real Qwen2.5-VL-7B-Instruct shape, for benchmarks with random weights (no download):
+# same keys as TINY_PRESET; the tokenizer and processor stay the tiny ones (token ids
+# below 2112 are valid rows of the 7B embedding).
+QWEN25_VL_7B_SHAPE: dict[str, Any] = {
+    **TINY_PRESET,
+    "hidden_size": 3584,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "intermediate_size": 18944,
+    "mrope_section": [16, 24, 24],
+    "vocab_size": 152064,
+    "vision_depth": 32,
+    "vision_fullatt_block_indexes": [7, 15, 23, 31],
+    "vision_hidden_size": 1280,
+    "vision_num_heads": 16,
+    "vision_intermediate_size": 3420,
+    "min_pixels": 3136,
+    "max_pixels": 12845056,
+}
+
 # Qwen2.5-VL's added tokens, in the real id order (151643 + i in the 7B, ``bpe_vocab_size
 # + i`` here); the flag says whether the real tokenizer marks the token ``special``.
 QWEN25VL_ADDED_TOKENS: tuple[tuple[str, bool], ...] = (
@@ -453,11 +474,11 @@ def build_tokenizer():
     return tokenizer
 
 
-def build_processor(tokenizer):
-    """``Qwen2_5_VLProcessor`` with the real processor classes and a CPU-sized pixel budget."""
+def build_processor(tokenizer, preset: dict[str, Any] = TINY_PRESET):
+    """``Qwen2_5_VLProcessor`` with the real processor classes and the preset's pixel budget."""
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    p = TINY_PRESET
+    p = preset
     common = dict(
         min_pixels=p["min_pixels"],
         max_pixels=p["max_pixels"],
@@ -479,11 +500,11 @@ def build_processor(tokenizer):
     )
 
 
-def build_config(tokenizer):
-    """``Qwen2_5_VLConfig`` at ``TINY_PRESET`` sizes, token ids taken from ``tokenizer``."""
+def build_config(tokenizer, preset: dict[str, Any] = TINY_PRESET):
+    """``Qwen2_5_VLConfig`` at the ``preset``'s sizes, token ids taken from ``tokenizer``."""
     from transformers import Qwen2_5_VLConfig
 
-    p = TINY_PRESET
+    p = preset
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok, _ in QWEN25VL_ADDED_TOKENS}
     if max(ids.values()) >= p["vocab_size"]:
         raise RuntimeError(f"vocab_size {p['vocab_size']} does not cover token id {max(ids.values())}")
@@ -586,12 +607,32 @@ def build_tiny_base(out_dir: str | Path, seed: int = 0) -> Path:
     return out
 
 
+def build_random_model(preset: dict[str, Any], dtype=None, device=None):
+    """(model, processor) of the preset's shape with random weights, built in memory on ``device``.
+
+    For benchmarks at real 7B shape without downloading weights: the weights are
+    allocated directly on the device, in ``dtype``, and left as the initialiser made them.
+    """
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    tokenizer = build_tokenizer()
+    processor = build_processor(tokenizer, preset)
+    config = build_config(tokenizer, preset)
+    dtype = dtype or torch.float32
+    with torch.device(device or "cpu"):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
+    return model.eval(), processor
+
+
 __all__ = [
+    "QWEN25_VL_7B_SHAPE",
     "QWEN25VL_ADDED_TOKENS",
     "QWEN25VL_CHAT_TEMPLATE",
     "TINY_PRESET",
     "build_config",
     "build_processor",
+    "build_random_model",
     "build_tiny_base",
     "build_tokenizer",
     "tokenizer_corpus",

@@ -1,0 +1,55 @@
+"""Evaluation report and the saliency training loss, against hand-worked values."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lmmeval.evaluate import evaluate, pairwise_accuracy, write_report
+from lmmeval.prepare import load_manifest
+from lmmeval.training.config import SaliencyLossWeights
+from lmmeval.training.losses import regression_loss, saliency_loss
+
+
+def test_pairwise_accuracy_hand_worked():
+    # pairs (0,1) and (0,2) ordered like the MOS, (1,2) reversed -> 2/3
+    assert pairwise_accuracy([1, 2, 3], [1, 3, 2]) == pytest.approx(2 / 3)
+    # a tied prediction counts half: (0,1) 0.5, (0,2) 1, (1,2) 1 -> 2.5/3
+    assert pairwise_accuracy([1, 1, 2], [1, 2, 3]) == pytest.approx(2.5 / 3)
+    # the pair with equal MOS (0,1) is not counted; (0,2) agrees, (1,2) does not -> 1/2
+    assert pairwise_accuracy([3, 1, 2], [5, 5, 1]) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        pairwise_accuracy([1, 2], [3, 3])
+
+
+def test_saliency_loss_terms():
+    target = torch.tensor([[0.0, 0.25], [0.5, 1.0]])
+    logits = torch.logit(target.clamp(1e-4, 1 - 1e-4))
+    perfect = saliency_loss(logits, target, SaliencyLossWeights())
+    assert perfect["l1"] < 1e-3 and perfect["cc"] < 1e-3 and abs(perfect["kl"]) < 1e-3
+    # BCE of a perfect prediction is the target's own binary entropy, by hand:
+    h = [0.0, -(0.25 * np.log(0.25) + 0.75 * np.log(0.75)), np.log(2), 0.0]
+    assert float(perfect["bce"]) == pytest.approx(np.mean(h), abs=1e-3)
+    inverted = saliency_loss(-logits, target, SaliencyLossWeights())
+    assert float(inverted["cc"]) == pytest.approx(2.0, abs=1e-2)  # CC = -1
+    empty = saliency_loss(logits, torch.zeros(2, 2), SaliencyLossWeights(l1=1, cc=1, kl=1, bce=0))
+    assert set(empty) == {"loss", "l1", "bce"} and float(empty["loss"]) == pytest.approx(float(empty["l1"]))
+
+
+def test_regression_loss_is_l1_on_the_mos_scale():
+    pred, mos = torch.tensor([[50.0, 60.0]]), torch.tensor([[40.0, 80.0]])
+    assert float(regression_loss(pred, mos)) == pytest.approx((0.10 + 0.20) / 2)
+
+
+def test_evaluate_writes_a_complete_report(tiny_assessor, prepared_manifest, tmp_path):
+    records = [r for r in load_manifest(prepared_manifest) if r["fold"] == 0]
+    report = evaluate(tiny_assessor, records, progress=False)
+    write_report(report, tmp_path, records, "test")
+    data = json.loads((tmp_path / "report.json").read_text())
+    for dim in ("quality", "authenticity"):
+        assert {"srcc", "plcc", "plcc_fitted", "krcc", "pairwise_accuracy", "level_accuracy"} <= set(data[dim])
+    assert 0 <= data["distortions"]["exact_set_accuracy"] <= 1
+    assert data["saliency"]["views"] > 0 and 0 <= data["saliency"]["auc_judd"] <= 1
+    assert "PLCC (logistic-4 fitted)" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "scatter.png").stat().st_size > 0 and (tmp_path / "generators.png").stat().st_size > 0
