@@ -42,13 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = {Path(r["path"]).stem: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
     records = load_manifest(manifest)
     print(f"[3/3] {summary.scored} scored, {summary.failed} failed\n")
-    print(f"{'video':<10}{'quality':>16}{'authenticity':>16}   {'level q/a (pred | true)':<34}distortions (pred | true)")
+    print(f"{'video':<10}{'quality':>16}{'authenticity':>16}   {'level q/a (pred | true)':<44}distortions (pred | true)")
     for r in records:
         p = rows[r["id"]]
         q = f"{p['quality']:5.1f} / {r['mos']['quality']:5.1f}"
         a = f"{p['authenticity']:5.1f} / {r['mos']['authenticity']:5.1f}"
         lv = f"{p['quality_level']}/{p['authenticity_level']} | {r['level']['quality']}/{r['level']['authenticity']}"
-        print(f"{r['id']:<10}{q:>16}{a:>16}   {lv:<34}{_short(p['distortions'])} | {_short(r['categories'])}")
+        print(f"{r['id']:<10}{q:>16}{a:>16}   {lv:<44}{_short(p['distortions'])} | {_short(r['categories'])}")
     print("\n(columns: predicted / MOS)")
     for dim in DIMENSIONS:
         print(f"SRCC {dim}: {srcc([rows[r['id']][dim] for r in records], [r['mos'][dim] for r in records]):+.3f} "

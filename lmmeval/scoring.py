@@ -80,17 +80,24 @@ def write_saliency_png(path: Path, result: Assessment) -> None:
     Image.fromarray(heatmap_rgb(smap)).save(path)
 
 
-def write_overlay(path: Path, source, result: Assessment, alpha: float = 0.45) -> Path:
-    """Heat map blended over the sampled frames: an animated GIF for videos, a PNG for images."""
+def write_overlay(path: Path, source, result: Assessment, sampling, strength: float = 0.8) -> Path:
+    """Heat map over the frames the assessor saw (same sampling, full resolution), blended by
+    saliency so that unmarked regions keep their colours: an animated GIF for videos, a PNG for images."""
+    from dataclasses import replace
+
     from PIL import Image
 
-    visual = load_visual(source, _full_resolution())
+    visual = load_visual(source, replace(sampling, max_pixels=max(sampling.max_pixels, 4096 * 4096)))
     frames = visual.frames if not visual.is_image else visual.frames[:1]
     maps = result.saliency if result.saliency.ndim == 3 else result.saliency[None]
+    if len(frames) != len(maps):
+        raise ValueError(f"{source}: {len(maps)} saliency maps for {len(frames)} sampled frames")
     out = []
     for frame, smap in zip(frames, maps):
-        heat = np.asarray(Image.fromarray(heatmap_rgb(smap)).resize(frame.shape[1::-1], Image.BILINEAR))
-        out.append(Image.fromarray((frame * (1 - alpha) + heat * alpha).astype(np.uint8)))
+        size = frame.shape[1::-1]
+        heat = np.asarray(Image.fromarray(heatmap_rgb(smap)).resize(size, Image.BILINEAR)).astype(np.float32)
+        weight = strength * np.asarray(Image.fromarray(smap.astype(np.float32)).resize(size, Image.BILINEAR))[..., None]
+        out.append(Image.fromarray((frame * (1 - weight) + heat * weight).astype(np.uint8)))
     path.parent.mkdir(parents=True, exist_ok=True)
     if len(out) == 1:
         path = path.with_name(path.name + ".png")
@@ -99,12 +106,6 @@ def write_overlay(path: Path, source, result: Assessment, alpha: float = 0.45) -
         path = path.with_name(path.name + ".gif")
         out[0].save(path, save_all=True, append_images=out[1:], duration=250, loop=0)
     return path
-
-
-def _full_resolution():
-    from .model.config import SamplingConfig
-
-    return SamplingConfig(max_pixels=4096 * 4096)
 
 
 @dataclass
@@ -142,7 +143,7 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
                         stem = Path(saliency_dir) / row["id"]
                         write_saliency_png(stem.with_name(stem.name + ".saliency.png"), r)
                         if overlay:
-                            row["overlay"] = str(write_overlay(stem.with_name(stem.name + ".overlay"), f, r))
+                            row["overlay"] = str(write_overlay(stem.with_name(stem.name + ".overlay"), f, r, assessor.config.sampling))
                     except (OSError, ValueError) as err:
                         row["error"] = f"writing saliency outputs failed: {err}"
                 failed += row["error"] is not None

@@ -67,7 +67,7 @@ def main() -> int:
 
     run([py, "-m", "lmmeval.cli", "synth", str(work / "test_raw"), "--n", str(args.test_n), "--seed", "1", *SMALL])
     run([py, "-m", "lmmeval.cli", "prepare", str(work / "test_raw"), str(work / "test_prepared"), "-q"])
-    run([py, "-m", "lmmeval.cli", "evaluate", "--model", str(out), "--manifest",
+    run([py, "-m", "lmmeval.cli", "evaluate", "--model", args.out, "--manifest",
          str(work / "test_prepared" / "manifest.jsonl"), "--fold", "-1", "--out", "docs/demo_checkpoint"])
     return 0
 
