@@ -174,3 +174,14 @@ def test_same_seed_same_files(tiny_dir, model, tmp_path):
 
     other = load_file(str(build_tiny_base(tmp_path / "other", seed=1) / "model.safetensors"))
     assert not torch.equal(other["lm_head.weight"], weights["lm_head.weight"])
+
+
+def test_7b_shape_has_the_real_parameter_count():
+    """The benchmark preset has Qwen2.5-VL-7B-Instruct's shape: its 8,292,166,656 parameters
+    (built on the meta device: no memory, no weights)."""
+    import torch
+
+    from lmmeval.model.tiny import QWEN25_VL_7B_SHAPE, build_random_model
+
+    model, _ = build_random_model(QWEN25_VL_7B_SHAPE, dtype=torch.bfloat16, device="meta")
+    assert sum(p.numel() for p in model.parameters()) == 8_292_166_656
