@@ -78,10 +78,8 @@ def read_generators(path: Path) -> dict[str, str]:
     return generators
 
 
-def read_marks(path: Path) -> dict[str, list[dict]]:
-    """marks.jsonl grouped by video, each record validated (errors name file, line and field)."""
-    by_video: dict[str, list[dict]] = defaultdict(list)
-    seen = set()
+def read_jsonl(path: Path, required: tuple[str, ...]):
+    """(line number, record) of a JSON-lines file; blank lines skipped, errors name file, line and field."""
     with open(path) as f:
         for line, text in enumerate(f, start=1):
             if not text.strip():
@@ -90,21 +88,31 @@ def read_marks(path: Path) -> dict[str, list[dict]]:
                 record = json.loads(text)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}, line {line}: not valid JSON ({err.msg})") from None
-            for field in ("video", "annotator", "view", "points", "description"):
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}, line {line}: expected a JSON object")
+            for field in required:
                 if field not in record:
                     raise ValueError(f"{path}, line {line}: missing field {field!r}")
-            if not isinstance(record["description"], str):
-                raise ValueError(f"{path}, line {line}: field 'description' must be a string")
-            if not isinstance(record["points"], list) or any(
-                not isinstance(p, (list, tuple)) or len(p) != 2 for p in record["points"]
-            ):
-                raise ValueError(f"{path}, line {line}: field 'points' must be a list of [x, y] pairs")
-            key = (record["video"], record["annotator"], str(record["view"]))
-            if key in seen:
-                raise ValueError(f"{path}, line {line}: duplicate record for video/annotator/view {key}")
-            seen.add(key)
-            record["_line"] = line
-            by_video[record["video"]].append(record)
+            yield line, record
+
+
+def read_marks(path: Path) -> dict[str, list[dict]]:
+    """marks.jsonl grouped by video, each record validated (errors name file, line and field)."""
+    by_video: dict[str, list[dict]] = defaultdict(list)
+    seen = set()
+    for line, record in read_jsonl(path, ("video", "annotator", "view", "points", "description")):
+        if not isinstance(record["description"], str):
+            raise ValueError(f"{path}, line {line}: field 'description' must be a string")
+        if not isinstance(record["points"], list) or any(
+            not isinstance(p, (list, tuple)) or len(p) != 2 for p in record["points"]
+        ):
+            raise ValueError(f"{path}, line {line}: field 'points' must be a list of [x, y] pairs")
+        key = (record["video"], record["annotator"], str(record["view"]))
+        if key in seen:
+            raise ValueError(f"{path}, line {line}: duplicate record for video/annotator/view {key}")
+        seen.add(key)
+        record["_line"] = line
+        by_video[record["video"]].append(record)
     return by_video
 
 
@@ -218,24 +226,14 @@ def load_manifest(path: str | Path) -> list[dict]:
     path = Path(path)
     root = path.parent.resolve()
     records = []
-    with open(path) as f:
-        for line, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}, line {line}: not valid JSON ({err.msg})") from None
-            for field in ("id", "video", "mos", "level", "categories", "fold"):
-                if field not in record:
-                    raise ValueError(f"{path}, line {line}: missing field {field!r}")
-            record["video_path"] = _inside(root, record["video"], path, line, "video")
-            for view, v in record.get("views", {}).items():
-                v["saliency_path"] = _inside(root, v["saliency"], path, line, f"views.{view}.saliency")
-            unknown = [c for c in record["categories"] if c not in DISTORTIONS]
-            if unknown:
-                raise ValueError(f"{path}, line {line}: field 'categories': unknown names {unknown}")
-            records.append(record)
+    for line, record in read_jsonl(path, ("id", "video", "mos", "level", "categories", "fold")):
+        record["video_path"] = _inside(root, record["video"], path, line, "video")
+        for view, v in record.get("views", {}).items():
+            v["saliency_path"] = _inside(root, v["saliency"], path, line, f"views.{view}.saliency")
+        unknown = [c for c in record["categories"] if c not in DISTORTIONS]
+        if unknown:
+            raise ValueError(f"{path}, line {line}: field 'categories': unknown names {unknown}")
+        records.append(record)
     return records
 
 
