@@ -57,6 +57,14 @@ def read_video(path: str | Path, indices: list[int] | None = None) -> tuple[np.n
     return reader.get_batch(indices).asnumpy(), float(reader.get_avg_fps())
 
 
+class VideoDecodeError(ValueError):
+    """A video file that exists but cannot be decoded; ``reason`` says what the decoder said."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: cannot decode video ({reason})")
+        self.reason = reason
+
+
 def _open_video(path: str | Path):
     import decord
 
@@ -68,7 +76,7 @@ def _open_video(path: str | Path):
     try:
         reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     except Exception as err:  # decord raises its own DECORDError for undecodable input
-        raise ValueError(f"{path}: cannot decode video ({type(err).__name__}: {err})") from None
+        raise VideoDecodeError(path, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
     if len(reader) == 0:
         raise ValueError(f"{path}: video has no frames")
     return reader
@@ -97,13 +105,17 @@ class Visual:
     notes: list[str] = field(default_factory=list)  # what sampling changed, for reports
 
 
-def sample_indices(num_frames: int, src_fps: float, fps: float, min_frames: int, max_frames: int) -> list[int]:
-    """Uniform frame indices at ``fps`` (an even count within [min_frames, max_frames])."""
-    duration = num_frames / src_fps if src_fps > 0 else num_frames
-    n = int(round(duration * fps))
-    n = max(min_frames, min(max_frames, n))
+def sample_times(duration: float, fps: float, min_frames: int, max_frames: int) -> np.ndarray:
+    """Uniform sampling times (s) over ``duration`` at ``fps``: an even count within [min, max]."""
+    n = max(min_frames, min(max_frames, int(round(duration * fps))))
     n -= n % 2
-    return np.linspace(0, num_frames - 1, n).round().astype(int).tolist()
+    return np.linspace(0.0, duration, n)
+
+
+def nearest_frames(timestamps: np.ndarray, times: np.ndarray) -> list[int]:
+    """Index of the frame shown at each time (nearest start timestamp): variable frame rates
+    are sampled uniformly in time, not in frame count."""
+    return [int(np.abs(timestamps - t).argmin()) for t in times]
 
 
 def load_visual(item, sampling) -> Visual:
@@ -118,20 +130,85 @@ def load_visual(item, sampling) -> Visual:
         if suffix not in VIDEO_SUFFIXES:
             raise ValueError(f"{path}: unsupported file type {suffix!r}; expected one of "
                              f"{VIDEO_SUFFIXES + IMAGE_SUFFIXES}")
-        reader = _open_video(path)
-        src_fps = float(reader.get_avg_fps()) or 1.0
-        indices = sample_indices(len(reader), src_fps, sampling.fps, sampling.min_frames, sampling.max_frames)
-        frames = reader.get_batch(indices).asnumpy()
-        notes = []
-        if len(reader) / src_fps * sampling.fps > sampling.max_frames:
-            notes.append(f"frame cap: {len(reader)} frames sampled to {len(indices)}")
-        return _finish(frames, str(path), False, indices, src_fps * (len(indices) / max(len(reader), 1)), sampling, notes)
+        frames, timestamps, indices, notes = _read_sampled_video(path, sampling)
+        duration = float(timestamps[-1]) if len(timestamps) > 1 else 0.0
+        fps = (len(indices) - 1) / duration if duration > 0 else sampling.fps
+        return _finish(frames, str(path), False, indices, fps, sampling, notes)
     if isinstance(item, Image.Image):
         return _from_image(item, "<PIL image>", sampling)
     if isinstance(item, np.ndarray):
         return _from_array(item, sampling)
     raise ValueError(f"unsupported input type {type(item).__name__}; expected a path, a PIL image, "
                      "or a uint8 array (H, W, 3) / (T, H, W, 3)")
+
+
+def _read_sampled_video(path: Path, sampling):
+    """(frames (T, H, W, 3), all frame timestamps, sampled indices, notes) of a video file.
+
+    decord first (fast random access); animated GIFs through Pillow; anything decord
+    cannot open (e.g. AV1) through PyAV. Display rotation metadata is applied.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such video file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: file is empty (0 bytes)")
+    notes = []
+    if path.suffix.lower() == ".gif":
+        frames, timestamps = _decode_gif(path)
+    else:
+        try:
+            reader = _open_video(path)
+            timestamps = reader.get_frame_timestamp(range(len(reader)))[:, 0].astype(np.float64)
+            frames = None
+        except VideoDecodeError as decord_error:
+            frames, timestamps, rotation = _decode_with_pyav(path, decord_error)
+            if rotation:
+                notes.append(f"rotated {rotation} deg (display metadata)")
+    times = sample_times(float(timestamps[-1]) if len(timestamps) > 1 else 0.0, sampling.fps,
+                         sampling.min_frames, sampling.max_frames)
+    indices = nearest_frames(timestamps, times)
+    wanted = int(round(float(timestamps[-1]) * sampling.fps)) if len(timestamps) > 1 else 1
+    if wanted > sampling.max_frames:
+        notes.append(f"frame cap: {len(timestamps)} frames ({timestamps[-1]:.1f} s) sampled to {len(indices)}")
+    if len(timestamps) == 1:
+        notes.append("single-frame video: assessed as a still")
+    # decord applies display rotation metadata itself; the PyAV fallback does it below.
+    frames = frames[indices] if frames is not None else reader.get_batch(indices).asnumpy()
+    return frames, timestamps, indices, notes
+
+
+def _decode_gif(path: Path):
+    from PIL import Image, ImageSequence
+
+    img = _open_image(path)
+    frames, timestamps, t = [], [], 0.0
+    for frame in ImageSequence.Iterator(img):
+        frames.append(np.asarray(frame.convert("RGB")))
+        timestamps.append(t)
+        t += (frame.info.get("duration") or 100) / 1000.0  # ms; browsers show 0 as 100 ms
+    return np.stack(frames), np.asarray(timestamps)
+
+
+def _decode_with_pyav(path: Path, decord_error: VideoDecodeError):
+    """Full decode with PyAV, the fallback for codecs decord lacks (e.g. AV1): (frames,
+    timestamps, rotation). Display rotation is applied as decord would. Errors name the codec."""
+    import av
+
+    codec, frames, timestamps, rotation = "unknown", [], [], 0
+    try:
+        with av.open(str(path)) as container:
+            if container.streams.video:
+                stream = container.streams.video[0]
+                codec = stream.codec_context.name if stream.codec_context else "unknown"
+                for frame in container.decode(stream):
+                    rotation = int(round(getattr(frame, "rotation", 0) or 0)) % 360 // 90 * 90
+                    frames.append(np.rot90(frame.to_ndarray(format="rgb24"), k=rotation // 90))
+                    timestamps.append(float(frame.time) if frame.time is not None else len(timestamps) / 25.0)
+    except Exception as err:  # PyAV raises many error types for broken input
+        raise VideoDecodeError(path, f"decord: {decord_error.reason}; PyAV: {type(err).__name__}: {err}") from None
+    if not frames:
+        raise VideoDecodeError(path, f"no video frame could be decoded (codec {codec!r})")
+    return np.ascontiguousarray(np.stack(frames)), np.asarray(timestamps) - timestamps[0], rotation
 
 
 def _open_image(path: Path):
@@ -148,8 +225,20 @@ def _open_image(path: Path):
 
 
 def _from_image(img, source: str, sampling) -> Visual:
-    arr = np.asarray(img.convert("RGB"))  # grey, RGBA, CMYK, palette -> RGB
-    return _finish(np.stack([arr, arr]), source, True, [0, 0], 1.0, sampling, [])
+    from PIL import ImageOps
+
+    notes = []
+    img = ImageOps.exif_transpose(img)  # camera orientation tag
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16-bit / integer / float grey: scale to 8 bits instead of letting PIL clip at 255.
+        grey = np.asarray(img, dtype=np.float64)
+        top = 1.0 if img.mode == "F" and grey.max() <= 1.0 else (65535.0 if grey.max() > 255 else 255.0)
+        grey = np.clip(grey / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        arr = np.stack([grey] * 3, axis=-1)
+        notes.append(f"{img.mode} image scaled to 8 bits")
+    else:
+        arr = np.asarray(img.convert("RGB"))  # grey, RGBA (alpha dropped), CMYK, palette -> RGB
+    return _finish(np.stack([arr, arr]), source, True, [0, 0], 1.0, sampling, notes)
 
 
 def _from_array(arr: np.ndarray, sampling) -> Visual:
