@@ -322,7 +322,10 @@ def _load_heads(model: LMME3DHF, path: Path) -> None:
 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (regression head and saliency decoder weights)")
-    state = load_file(path)
+    try:
+        state = load_file(path)
+    except Exception as err:  # safetensors raises its own error type for corrupt files
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
     for name, module in (("regression", model.regression), ("saliency", model.saliency)):
         sub = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
         own = module.state_dict()

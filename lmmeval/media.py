@@ -242,10 +242,10 @@ def _from_image(img, source: str, sampling) -> Visual:
 
 
 def _from_array(arr: np.ndarray, sampling) -> Visual:
+    if arr.ndim not in (3, 4) or arr.shape[-1] != 3:
+        raise ValueError(f"array input must be (H, W, 3) or (T, H, W, 3), got shape {arr.shape}")
     if arr.ndim == 3:
         arr = arr[None]
-    if arr.ndim != 4 or arr.shape[-1] != 3:
-        raise ValueError(f"array input must be (H, W, 3) or (T, H, W, 3), got shape {arr.shape}")
     if arr.dtype != np.uint8:
         if not np.issubdtype(arr.dtype, np.floating):
             raise ValueError(f"array input must be uint8 in [0, 255] or float in [0, 1], got {arr.dtype}")
