@@ -37,6 +37,14 @@ DEMO_CHECKPOINT = Path(__file__).parent / "assets" / "demo_checkpoint"
 
 
 @dataclass
+class RefineMask:
+    """A refinement target for inpainting pipelines: ``mask`` is bool [T, H, W] or [H, W]."""
+
+    mask: np.ndarray
+    strength: float  # 0 (leave alone) .. 1 (the assessor rates it worst)
+
+
+@dataclass
 class Assessment:
     """What the assessor says about one input."""
 
@@ -59,6 +67,38 @@ class Assessment:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def uncertainty(self) -> dict:
+        """Per dimension: entropy of the level distribution (nats; 0 = certain, ln 5 = 1.609 = uniform)
+        and the standard deviation of the level (1..5) under it."""
+        out = {}
+        for dim, probs in self.level_probs.items():
+            p = np.array([probs[level] for level in LEVELS])
+            levels = np.arange(1, len(LEVELS) + 1)
+            mean = float((p * levels).sum())
+            out[dim] = {"entropy": float(-(p * np.log(np.clip(p, 1e-12, None))).sum()),
+                        "std": float(np.sqrt((p * (levels - mean) ** 2).sum()))}
+        return out
+
+    def refine_mask(self, threshold: float = 0.5, dilate: int = 3) -> RefineMask:
+        """Where a refiner should work: saliency >= ``threshold``, dilated by ``dilate`` pixels,
+        plus a strength in [0, 1] that grows as the predicted quality falls."""
+        from scipy.ndimage import binary_dilation
+
+        if self.saliency is None:
+            raise ValueError(f"{self.source}: no saliency map (assessed with saliency=False?)")
+        if not 0 <= threshold <= 1 or dilate < 0:
+            raise ValueError(f"threshold must be in [0, 1] and dilate >= 0, got {threshold}, {dilate}")
+        mask = self.saliency >= threshold
+        if dilate:
+            structure = np.zeros((3, 3), bool)
+            structure[1, :] = structure[:, 1] = True  # 4-neighbourhood: `dilate` pixels in city-block distance
+            maps = mask if mask.ndim == 3 else mask[None]
+            maps = np.stack([binary_dilation(m, structure, iterations=dilate) for m in maps])
+            mask = maps if mask.ndim == 3 else maps[0]
+        strength = float(np.clip((100.0 - self.quality) / 100.0, 0.0, 1.0))
+        return RefineMask(mask=mask, strength=strength)
+
     def to_dict(self) -> dict:
         """JSON-ready summary (without the saliency array)."""
         return {
@@ -66,6 +106,7 @@ class Assessment:
             "quality_level": self.quality_level, "authenticity_level": self.authenticity_level,
             "level_probs": {d: {k: round(v, 5) for k, v in p.items()} for d, p in self.level_probs.items()},
             "expected_level": {d: round(v, 4) for d, v in self.expected_level.items()},
+            "uncertainty": {d: {k: round(v, 4) for k, v in u.items()} for d, u in self.uncertainty.items()},
             "distortions": self.distortions, "description": self.description, "notes": self.notes,
             "error": self.error, "runtime_s": round(self.runtime_s, 4),
         }
@@ -198,6 +239,12 @@ class Assessor:
         return out_dir
 
     # ---------------------------------------------------------------- inference
+    def reward(self, frames: torch.Tensor, dimension: str = "quality", as_loss: bool = False) -> torch.Tensor:
+        """Differentiable scores (B,) for float videos (B, T, 3, H, W) in [0, 1]; see ``lmmeval.reward``."""
+        from .reward import reward
+
+        return reward(self, frames, dimension, as_loss)
+
     def assess(self, inputs, batch_size: int = 4, saliency: bool = True, describe: bool = False,
                on_error: str = "raise", progress: bool = False):
         """Assess one input (returns an ``Assessment``) or a list (returns a list).

@@ -59,9 +59,10 @@ def _score(args: argparse.Namespace) -> int:
     assessor = Assessor.from_pretrained(args.model, device=args.device, base=args.base)
     summary = score_files(assessor, args.inputs, args.out, batch_size=args.batch_size, resume=args.resume,
                           csv_path=args.csv, saliency_dir=args.saliency_dir, overlay=args.overlay,
-                          progress=not args.quiet)
-    print(f"{summary.total} inputs: {summary.scored} scored, {summary.failed} failed, "
-          f"{summary.skipped} already in {args.out} (resume)")
+                          masks_dir=args.masks, mask_threshold=args.mask_threshold, mask_dilate=args.mask_dilate,
+                          low_confidence_entropy=args.low_confidence, progress=not args.quiet)
+    print(f"{summary.total} inputs: {summary.scored} scored ({summary.low_confidence} flagged low-confidence), "
+          f"{summary.failed} failed, {summary.skipped} already in {args.out} (resume)")
     if summary.failed:
         print(f"failed inputs are listed with their 'error' in {args.out}", file=sys.stderr)
     return 1 if summary.failed else 0
@@ -150,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="also write a flat CSV of the results here")
     p.add_argument("--saliency-dir", help="write a saliency heat map PNG per input here")
     p.add_argument("--overlay", action="store_true", help="also write heat maps over the frames (GIF for videos)")
+    p.add_argument("--masks", metavar="DIR", help="write binary refinement masks (PNG, 255 = refine) here, "
+                   "and a refine_strength per row (0..1, higher for lower predicted quality)")
+    p.add_argument("--mask-threshold", type=float, default=0.5, help="saliency level that enters a mask (default 0.5)")
+    p.add_argument("--mask-dilate", type=int, default=3, help="grow masks by this many pixels (default 3)")
+    p.add_argument("--low-confidence", type=float, default=1.2, metavar="NATS",
+                   help="flag rows whose level distribution has more entropy than this in a dimension "
+                        "(default 1.2; uniform over 5 levels is 1.609)")
     p.add_argument("--resume", action="store_true", help="skip inputs already in --out (a torn last line is dropped)")
     p.add_argument("--batch-size", type=int, default=4, help="inputs per forward pass (default 4)")
     p.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")

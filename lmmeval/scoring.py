@@ -108,17 +108,37 @@ def write_overlay(path: Path, source, result: Assessment, sampling, strength: fl
     return path
 
 
+def write_masks(stem: Path, result: Assessment, threshold: float, dilate: int) -> tuple[Path, float]:
+    """Binary refinement masks as 8-bit PNGs (255 = refine): ``<stem>.mask.png`` for an image, a
+    ``<stem>.mask/`` folder with one PNG per sampled frame (named by source frame) for a video."""
+    from PIL import Image
+
+    target = result.refine_mask(threshold, dilate)
+    if target.mask.ndim == 2:
+        path = stem.with_name(stem.name + ".mask.png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(target.mask.astype(np.uint8) * 255).save(path)
+        return path, target.strength
+    folder = stem.with_name(stem.name + ".mask")
+    folder.mkdir(parents=True, exist_ok=True)
+    for frame, mask in zip(result.frame_indices, target.mask):
+        Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"frame_{frame:06d}.png")
+    return folder, target.strength
+
+
 @dataclass
 class ScoreSummary:
     total: int
     skipped: int  # already in the output (resume)
     scored: int
     failed: int
+    low_confidence: int = 0  # scored rows flagged as uncertain
 
 
 def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Path, batch_size: int = 4,
                 resume: bool = False, csv_path: str | Path | None = None, saliency_dir: str | Path | None = None,
-                overlay: bool = False, progress: bool = True) -> ScoreSummary:
+                overlay: bool = False, masks_dir: str | Path | None = None, mask_threshold: float = 0.5,
+                mask_dilate: int = 3, low_confidence_entropy: float = 1.2, progress: bool = True) -> ScoreSummary:
     """Score ``inputs`` (files or folders) into ``out_path`` (JSON lines); see module docstring."""
     from tqdm import tqdm
 
@@ -128,9 +148,9 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
         out_path.unlink()
     done = read_done(out_path) if resume else set()
     todo = [f for f in files if str(f.resolve()) not in done]
-    want_maps = saliency_dir is not None
+    want_maps = saliency_dir is not None or masks_dir is not None
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    failed = 0
+    failed = uncertain = 0
     bar = tqdm(total=len(todo), desc="scoring", unit="input", disable=not progress)
     with open(out_path, "a") as out:
         for start in range(0, len(todo), batch_size):
@@ -138,12 +158,21 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
             results = assessor.assess([str(f) for f in chunk], batch_size=batch_size, saliency=want_maps, on_error="return")
             for f, r in zip(chunk, results):
                 row = {"id": _input_id(f, inputs), **r.to_dict(), "path": str(f.resolve())}
+                if r.ok:
+                    # Low confidence: the level distribution of some dimension is too flat.
+                    row["low_confidence"] = any(u["entropy"] > low_confidence_entropy for u in r.uncertainty.values())
+                    uncertain += row["low_confidence"]
                 if r.ok and want_maps:
                     try:
-                        stem = Path(saliency_dir) / row["id"]
-                        write_saliency_png(stem.with_name(stem.name + ".saliency.png"), r)
-                        if overlay:
-                            row["overlay"] = str(write_overlay(stem.with_name(stem.name + ".overlay"), f, r, assessor.config.sampling))
+                        if saliency_dir is not None:
+                            stem = Path(saliency_dir) / row["id"]
+                            write_saliency_png(stem.with_name(stem.name + ".saliency.png"), r)
+                            if overlay:
+                                row["overlay"] = str(write_overlay(stem.with_name(stem.name + ".overlay"), f, r,
+                                                                   assessor.config.sampling))
+                        if masks_dir is not None:
+                            mask_path, strength = write_masks(Path(masks_dir) / row["id"], r, mask_threshold, mask_dilate)
+                            row["mask"], row["refine_strength"] = str(mask_path), round(strength, 4)
                     except (OSError, ValueError) as err:
                         row["error"] = f"writing saliency outputs failed: {err}"
                 failed += row["error"] is not None
@@ -154,7 +183,8 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
     bar.close()
     if csv_path is not None:
         write_csv(out_path, Path(csv_path))
-    return ScoreSummary(total=len(files), skipped=len(files) - len(todo), scored=len(todo) - failed, failed=failed)
+    return ScoreSummary(total=len(files), skipped=len(files) - len(todo), scored=len(todo) - failed, failed=failed,
+                        low_confidence=uncertain)
 
 
 def _input_id(path: Path, roots: list[str | Path]) -> str:
@@ -174,7 +204,7 @@ def write_csv(jsonl: Path, csv_path: Path) -> None:
     rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
     fields = ["id", "path", "quality", "authenticity", "quality_level", "authenticity_level"]
     fields += [f"p_{dim}_{lvl}" for dim in ("quality", "authenticity") for lvl in LEVELS]
-    fields += ["distortions", "runtime_s", "error"]
+    fields += ["distortions", "low_confidence", "refine_strength", "runtime_s", "error"]
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()

@@ -40,7 +40,7 @@ def stages(train8, tiny_base, tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     finals = {}
     finals[1] = run_stage(_config(1, prepared_manifest, root / "s1", base=str(tiny_base), sampling=SAMPLING), progress=False)
-    finals[2] = run_stage(_config(2, prepared_manifest, root / "s2", init_from=str(finals[1]), lr=1e-3),
+    finals[2] = run_stage(_config(2, prepared_manifest, root / "s2", init_from=str(finals[1]), lr=1e-3, pairwise_weight=0.5),
                           progress=False)
     finals[3] = run_stage(_config(3, prepared_manifest, root / "s3", init_from=str(finals[2]), lr=3e-3), progress=False)
     return root, finals
@@ -84,6 +84,9 @@ def test_loss_falls(stages, stage, train8, tiny_base):
             losses.append(float(stage_loss(config, assessor.model, batch)["loss"]))
     assert losses[1] < 0.99 * losses[0], losses
     assert len(_losses(root / f"s{stage}" / "log.csv")) == 10  # one log row per step
+    if stage == 2:  # the Bradley-Terry term is trained and logged
+        with open(root / "s2" / "log.csv") as f:
+            assert all(float(r["pairwise"]) > 0 for r in csv.DictReader(f))
 
 
 def test_only_the_stage_parameters_change(stages, tiny_base):
@@ -122,7 +125,7 @@ def test_resume_reproduces_the_loss(stages, train8):
     (cut / "checkpoints" / "latest").write_text("step00000005")
     rows = (full / "log.csv").read_text().splitlines(keepends=True)
     (cut / "log.csv").write_text("".join(rows[:6]))  # header + steps 1..5
-    run_stage(_config(2, train8, cut, init_from=str(finals[1]), lr=1e-3), resume=True,
+    run_stage(_config(2, train8, cut, init_from=str(finals[1]), lr=1e-3, pairwise_weight=0.5), resume=True,
               progress=False)
     assert _losses(cut / "log.csv") == pytest.approx(_losses(full / "log.csv"), rel=1e-4)
 

@@ -40,6 +40,8 @@ class TrainConfig:
     warmup_steps: int = 10
     max_grad_norm: float = 1.0
     lm_weight: float = 0.0  # stage 2: weight of the language-model loss kept next to the L1 regression loss
+    pairwise_weight: float = 0.0  # stage 2: weight of a Bradley-Terry ranking loss over the batch's pairs
+    pairwise_temperature: float = 10.0  # stage 2: MOS points that make a pair's preference ~73 % sure
     saliency_loss: SaliencyLossWeights = field(default_factory=SaliencyLossWeights)
     sampling: SamplingConfig | None = None  # stage 1 only; later stages inherit the checkpoint's
     lora: LoraSettings = field(default_factory=LoraSettings)  # stage 1 creates the adapter with these

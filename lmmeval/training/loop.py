@@ -24,7 +24,7 @@ from ..model.lmme import LEVEL_TASKS, TASKS
 from ..prepare import load_manifest
 from .config import TrainConfig
 from .data import ManifestData, TrainBatch
-from .losses import regression_loss, saliency_loss
+from .losses import pairwise_loss, regression_loss, saliency_loss
 
 FINAL = "final"
 CHECKPOINTS = "checkpoints"
@@ -72,6 +72,9 @@ def stage_loss(config: TrainConfig, engine, batch: TrainBatch) -> dict[str, torc
         if config.lm_weight > 0:
             terms["lm_loss"] = out["lm_loss"]
             total = total + config.lm_weight * out["lm_loss"]
+        if config.pairwise_weight > 0:
+            terms["pairwise"] = pairwise_loss(out["scores"], batch.mos, config.pairwise_temperature)
+            total = total + config.pairwise_weight * terms["pairwise"]
         return {"loss": total, **terms}
     parts = [saliency_loss(out["saliency_logits"][b][g], target, config.saliency_loss)
              for b, targets in enumerate(batch.saliency) for g, target in targets]
@@ -168,7 +171,7 @@ def run_stage(config: TrainConfig, deepspeed_config: str | None = None, resume: 
             step, epoch, pos = state["step"], state["epoch"], state["pos"]
             torch.set_rng_state(state["torch_rng"])
     log_path = out_dir / "log.csv"
-    log_fields = ["step", "epoch", "loss", "lm_loss", "regression_l1", "l1", "cc", "kl", "bce", "lr", "seconds"]
+    log_fields = ["step", "epoch", "loss", "lm_loss", "regression_l1", "pairwise", "l1", "cc", "kl", "bce", "lr", "seconds"]
     if not (resume and log_path.exists()):
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(log_fields)

@@ -13,6 +13,17 @@ def regression_loss(scores: torch.Tensor, mos: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(scores / 100.0, mos / 100.0)
 
 
+def pairwise_loss(scores: torch.Tensor, mos: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Bradley-Terry ranking loss over the pairs of a batch with distinct MOS, per dimension:
+    -log sigmoid((s_i - s_j) / T) for every pair where video i has the higher MOS.
+    scores, mos: (B, 2). Zero when the batch has no such pair."""
+    diff_s = (scores[:, None, :] - scores[None, :, :]) / temperature  # (B, B, 2)
+    higher = mos[:, None, :] > mos[None, :, :]  # (B, B, 2): i beats j
+    if not higher.any():
+        return scores.sum() * 0.0
+    return F.softplus(-diff_s[higher]).mean()  # softplus(-x) = -log sigmoid(x)
+
+
 def saliency_loss(logits: torch.Tensor, target: torch.Tensor, weights) -> dict[str, torch.Tensor]:
     """Paper Eq. 5 for one map: w1 L1 + w2 (1 - CC) + w3 KL + w4 BCE.
 

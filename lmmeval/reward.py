@@ -1,0 +1,76 @@
+"""A differentiable reward for generator fine-tuning (reward feedback learning).
+
+``Assessor.reward(frames)`` takes float videos in [0, 1] that carry gradients from
+a generator, does Qwen2-VL's preprocessing in torch (resize, normalise, patchify;
+no PIL, no uint8 round trip) and returns the regression head's score, so that
+``(-reward).backward()`` pushes the generator towards faces the assessor rates higher.
+The token layout (prompt, video placeholders) comes from the processor, exactly as
+at inference; only the pixel values are replaced by their differentiable twins.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .labels import DIMENSIONS
+from .media import Visual
+from .model.lmme import LEVEL_TASKS, build_batch
+
+
+def target_size(height: int, width: int, sampling) -> tuple[int, int]:
+    from qwen_vl_utils import smart_resize
+
+    return smart_resize(height, width, factor=28, min_pixels=sampling.min_pixels, max_pixels=sampling.max_pixels)
+
+
+def patchify(frames: torch.Tensor, mean, std, patch: int = 14, merge: int = 2, temporal: int = 2) -> torch.Tensor:
+    """(T, 3, H, W) in [0, 1], H and W multiples of patch*merge -> (patches, 3*temporal*patch*patch),
+    in the order of transformers' Qwen2-VL video processor (merge units, then patches within them)."""
+    t, c, h, w = frames.shape
+    x = (frames - frames.new_tensor(mean)[:, None, None]) / frames.new_tensor(std)[:, None, None]
+    gt, gh, gw = t // temporal, h // patch, w // patch
+    x = x.reshape(gt, temporal, c, gh // merge, merge, patch, gw // merge, merge, patch)
+    x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)  # (gt, gh/m, gw/m, m, m, c, temporal, patch, patch)
+    return x.reshape(gt * gh * gw, c * temporal * patch * patch)
+
+
+def reward(assessor, frames: torch.Tensor, dimension: str = "quality", as_loss: bool = False) -> torch.Tensor:
+    """Scores (B,) on the MOS scale for float videos (B, T, 3, H, W) in [0, 1]; gradients flow to ``frames``.
+
+    ``as_loss=True`` returns ``-scores.mean()``, ready for ``backward()``. The
+    assessor's own parameters are frozen (it is a fixed critic).
+    """
+    if dimension not in DIMENSIONS:
+        raise ValueError(f"dimension must be one of {DIMENSIONS}, got {dimension!r}")
+    if not isinstance(frames, torch.Tensor) or frames.ndim != 5 or frames.shape[2] != 3:
+        shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
+        raise ValueError(f"frames must be a float tensor (B, T, 3, H, W) in [0, 1], got {shape}")
+    if not frames.is_floating_point():
+        raise ValueError(f"frames must be floating point in [0, 1], got {frames.dtype}")
+    sampling = assessor.config.sampling
+    processor = assessor.processor.video_processor
+    model = assessor.model
+    model.requires_grad_(False)
+    model.eval()
+    b, t, _, h, w = frames.shape
+    if t % 2:  # fill the last temporal patch, as the processor does
+        frames = torch.cat([frames, frames[:, -1:]], dim=1)
+        t += 1
+    nh, nw = target_size(h, w, sampling)
+    device = assessor.device
+    resized = F.interpolate(frames.reshape(b * t, 3, h, w).to(device).float(), size=(nh, nw), mode="bilinear",
+                            align_corners=False, antialias=True).clamp(0, 1).reshape(b, t, 3, nh, nw)
+    # Token layout from the processor on a detached uint8 copy of the same size (nothing to resize).
+    visuals = [Visual(frames=(v.detach().permute(0, 2, 3, 1) * 255).round().byte().cpu().numpy(), original_size=(h, w),
+                      is_image=False, frame_indices=list(range(t)), fps=sampling.fps, source="<tensor>")
+               for v in resized]
+    batch = build_batch(assessor.processor, visuals, LEVEL_TASKS).to(device)
+    pixels = torch.cat([patchify(v, processor.image_mean, processor.image_std) for v in resized])
+    if pixels.shape != batch.pixel_values_videos.shape:
+        raise RuntimeError(f"differentiable patches {tuple(pixels.shape)} do not match the processor's "
+                           f"{tuple(batch.pixel_values_videos.shape)}")
+    batch.pixel_values_videos = pixels.to(batch.pixel_values_videos.dtype)
+    with torch.enable_grad():
+        scores = model(batch, with_saliency=False)["scores"][:, DIMENSIONS.index(dimension)]  # (B,)
+    return -scores.mean() if as_loss else scores
