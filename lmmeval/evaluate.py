@@ -36,6 +36,20 @@ def pairwise_accuracy(pred, mos) -> float:
     return float(agree[pairs].mean())
 
 
+def score_report(pred, mos) -> dict:
+    """SRCC / PLCC / KRCC / pairwise accuracy, and PLCC after a logistic-4 fit. A prediction
+    that cannot be scored (constant, or a fit that does not converge) is reported, not hidden:
+    the undefined numbers are None and ``note`` says why."""
+    out = {"srcc": None, "plcc": None, "krcc": None, "plcc_fitted": None, "pairwise_accuracy": None}
+    try:
+        out |= correlations(pred, mos)
+        out["pairwise_accuracy"] = pairwise_accuracy(pred, mos)
+        out["plcc_fitted"] = correlations(pred, mos, fit="logistic4")["plcc_fitted"]
+    except (ValueError, RuntimeError) as err:
+        out["note"] = str(err)
+    return out
+
+
 def evaluate(assessor: Assessor, records: list[dict], batch_size: int = 4, progress: bool = True) -> dict:
     from tqdm import tqdm
 
@@ -47,8 +61,7 @@ def evaluate(assessor: Assessor, records: list[dict], batch_size: int = 4, progr
     for j, dim in enumerate(DIMENSIONS):
         p = [getattr(r, dim) for r in preds]
         m = [rec["mos"][dim] for rec in records]
-        report[dim] = correlations(p, m, fit="logistic4") | {"pairwise_accuracy": pairwise_accuracy(p, m)}
-        report[dim].pop("fit_params", None)
+        report[dim] = score_report(p, m)
         report[dim]["level_accuracy"] = float(np.mean([getattr(r, f"{dim}_level") == rec["level"][dim]
                                                         for r, rec in zip(preds, records)]))
     report["distortions"] = _distortion_report([r.distortions for r in preds], [rec["categories"] for rec in records])
@@ -72,6 +85,7 @@ def _distortion_report(pred: list[list[str]], true: list[list[str]]) -> dict:
 
 def _saliency_report(preds, records) -> dict:
     scores: dict[str, list[float]] = {k: [] for k in ("auc_judd", "nss", "cc", "sim", "kld")}
+    constant = 0
     for r, rec in zip(preds, records):
         frames = np.asarray(r.frame_indices)
         for view in rec.get("views", {}).values():
@@ -81,7 +95,8 @@ def _saliency_report(preds, records) -> dict:
             pred = r.saliency[int(np.abs(frames - view["frame"]).argmin())] if r.saliency.ndim == 3 else r.saliency
             fix = points_to_fixation_map(view["fixations"], *gt.shape)
             if pred.max() == pred.min():
-                raise ValueError(f"{rec['id']}: constant saliency prediction; the metrics are undefined")
+                constant += 1  # the metrics are undefined for a flat map: counted, not averaged in
+                continue
             scores["auc_judd"].append(auc_judd(pred, fix))
             scores["nss"].append(nss(pred, fix))
             scores["cc"].append(cc(pred, gt))
@@ -89,6 +104,7 @@ def _saliency_report(preds, records) -> dict:
             scores["kld"].append(kld(pred, gt))
     out = {k: float(np.mean(v)) if v else None for k, v in scores.items()}
     out["views"] = len(scores["cc"])
+    out["constant_predictions"] = constant
     return out
 
 
@@ -98,15 +114,17 @@ def write_report(report: dict, out_dir: Path, records: list[dict], title: str) -
     lines = [f"# {title}", "", f"{report['n']} videos.", "",
              "| dimension | SRCC | PLCC (raw) | PLCC (logistic-4 fitted) | KRCC | pairwise acc. | level acc. |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
+    fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
     for dim in DIMENSIONS:
         d = report[dim]
-        lines.append(f"| {dim} | {d['srcc']:.3f} | {d['plcc']:.3f} | {d['plcc_fitted']:.3f} | {d['krcc']:.3f} "
-                     f"| {d['pairwise_accuracy']:.3f} | {d['level_accuracy']:.3f} |")
+        lines.append(f"| {dim} | {fmt(d['srcc'])} | {fmt(d['plcc'])} | {fmt(d['plcc_fitted'])} | {fmt(d['krcc'])} "
+                     f"| {fmt(d['pairwise_accuracy'])} | {fmt(d['level_accuracy'])} |")
+        if d.get("note"):
+            lines.append(f"\n{dim}: {d['note']}\n")
     dist = report["distortions"]
     lines += ["", f"Distortion categories: exact-set accuracy **{dist['exact_set_accuracy']:.3f}**", "",
               "| category | precision | recall | support |", "| --- | --- | --- | --- |"]
     for c, v in dist["per_category"].items():
-        fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
         lines.append(f"| {c} | {fmt(v['precision'])} | {fmt(v['recall'])} | {v['support']} |")
     s = report["saliency"]
     if s["views"]:
@@ -128,7 +146,8 @@ def _plots(report: dict, out_dir: Path, records: list[dict]) -> None:
         mos = [r["mos"][dim] for r in records]
         ax.scatter(mos, pred, s=12, alpha=0.7)
         ax.plot([0, 100], [0, 100], "k--", lw=0.8)
-        ax.set(xlabel=f"{dim} MOS", ylabel="predicted", title=f"{dim}: SRCC {report[dim]['srcc']:.3f}",
+        srcc = report[dim]["srcc"]
+        ax.set(xlabel=f"{dim} MOS", ylabel="predicted", title=f"{dim}: SRCC " + ("n/a" if srcc is None else f"{srcc:.3f}"),
                xlim=(0, 100), ylim=(0, 100))
     fig.tight_layout()
     fig.savefig(out_dir / "scatter.png", dpi=120)

@@ -1,0 +1,86 @@
+"""A reference baseline for the cross-validation table: a small CNN trained from scratch.
+
+torchvision's MobileNetV3-Small (random init) embeds each sampled frame; the frame
+embeddings are averaged over time; linear heads predict both MOS (sigmoid x 100, L1
+loss) and the eight distortion categories (multi-label, BCE). It sees the same
+frames as the assessor (the same ``SamplingConfig``), so the table compares models,
+not inputs. No saliency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .labels import DIMENSIONS, DISTORTIONS, NO_DISTORTION
+from .media import load_visual
+
+MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+CATEGORIES = DISTORTIONS[:-1]
+
+
+@dataclass
+class BaselineConfig:
+    frames: int = 4  # frames per video (evenly spaced among the sampled ones)
+    epochs: int = 12
+    batch_size: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+
+
+class FrameCNN(nn.Module):
+    def __init__(self):
+        import torchvision
+
+        super().__init__()
+        net = torchvision.models.mobilenet_v3_small(weights=None)
+        self.features = nn.Sequential(net.features, nn.AdaptiveAvgPool2d(1), nn.Flatten())  # (n, 576)
+        self.scores = nn.Linear(576, 2)
+        self.categories = nn.Linear(576, len(CATEGORIES))
+
+    def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t = clips.shape[:2]
+        emb = self.features(clips.flatten(0, 1)).reshape(b, t, -1).mean(1)  # (b, 576)
+        return 100 * torch.sigmoid(self.scores(emb)), self.categories(emb)
+
+
+def _clips(records: list[dict], sampling, frames: int) -> torch.Tensor:
+    out = []
+    for r in records:
+        v = load_visual(str(r["video_path"]), sampling).frames  # (T, h, w, 3)
+        pick = np.linspace(0, len(v) - 1, frames).round().astype(int)
+        x = torch.from_numpy(v[pick]).permute(0, 3, 1, 2).float() / 255
+        out.append((x - MEAN) / STD)
+    return torch.stack(out)  # (n, frames, 3, h, w)
+
+
+def train_baseline(records: list[dict], sampling, config: BaselineConfig = BaselineConfig()) -> FrameCNN:
+    torch.manual_seed(config.seed)
+    model = FrameCNN()
+    clips = _clips(records, sampling, config.frames)
+    mos = torch.tensor([[r["mos"][d] for d in DIMENSIONS] for r in records], dtype=torch.float32)
+    cats = torch.tensor([[c in r["categories"] for c in CATEGORIES] for r in records], dtype=torch.float32)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    rng = np.random.default_rng(config.seed)
+    model.train()
+    for _ in range(config.epochs):
+        for idx in np.array_split(rng.permutation(len(records)), max(1, len(records) // config.batch_size)):
+            scores, logits = model(clips[idx])
+            loss = F.l1_loss(scores / 100, mos[idx] / 100) + F.binary_cross_entropy_with_logits(logits, cats[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def predict_baseline(model: FrameCNN, records: list[dict], sampling, config: BaselineConfig = BaselineConfig()):
+    """(scores (n, 2) numpy, category lists) for ``records``."""
+    scores, logits = model(_clips(records, sampling, config.frames))
+    categories = [[c for c, p in zip(CATEGORIES, row) if p > 0] or [NO_DISTORTION] for row in logits.tolist()]
+    return scores.numpy(), categories
