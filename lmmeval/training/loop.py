@@ -8,6 +8,7 @@ logging, resumable checkpoints, the NaN guard, the final assessor folder) is com
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -158,9 +159,9 @@ def run_stage(config: TrainConfig, deepspeed_config: str | None = None, resume: 
 
     optimizer = torch.optim.AdamW(list(params.values()), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
+    ds_config = _deepspeed_config(deepspeed_config, config, device.type == "cuda")
     engine, _, _, _ = deepspeed.initialize(model=assessor.model, optimizer=optimizer, lr_scheduler=scheduler,
-                                           model_parameters=list(params.values()),
-                                           config=_deepspeed_config(deepspeed_config, config, device.type == "cuda"))
+                                           model_parameters=list(params.values()), config=ds_config)
     assessor.model.train()
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     ckpt_root = out_dir / CHECKPOINTS
@@ -211,13 +212,19 @@ def run_stage(config: TrainConfig, deepspeed_config: str | None = None, resume: 
             _save(engine, ckpt_root, step, epoch, pos, config.keep_checkpoints)
     bar.close()
     final = out_dir / FINAL
-    if rank == 0:
-        assessor.config.trained_stages = sorted(set(assessor.config.trained_stages) | {config.stage})
-        tmp = out_dir / (FINAL + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        assessor.save_pretrained(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+    # Under ZeRO-3 every rank holds a shard of each parameter: gather what the checkpoint
+    # folder stores (adapter and heads, never the frozen base) before rank 0 writes it.
+    saved = [p for n, p in assessor.model.named_parameters()
+             if n.startswith(("regression.", "saliency.")) or "lora_" in n or "modules_to_save" in n]
+    zero3 = ds_config.get("zero_optimization", {}).get("stage") == 3
+    with deepspeed.zero.GatheredParameters(saved, modifier_rank=None) if zero3 else contextlib.nullcontext():
+        if rank == 0:
+            assessor.config.trained_stages = sorted(set(assessor.config.trained_stages) | {config.stage})
+            tmp = out_dir / (FINAL + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            assessor.save_pretrained(tmp)
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
     return final
 
 
