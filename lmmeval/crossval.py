@@ -94,12 +94,15 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     work.mkdir(parents=True, exist_ok=True)
     (work / "results.json").write_text(json.dumps(out, indent=2))
     if results_md:
+        # The per-fold numbers travel with the table (the work folder is scratch space).
+        per_fold = Path(results_md).with_suffix(".json")
+        per_fold.write_text(json.dumps(out, indent=2))
         n = len(load_manifest(manifest))
         Path(results_md).write_text(
             f"# Cross-validation on the synthetic benchmark\n\n"
             f"{folds}-fold cross-validation (folds stratified by generator) on {n} synthetic videos, tiny preset, "
             f"CPU. Produced by `{command}` at commit `{out['commit']}` in {out['minutes']:.0f} minutes; per-fold "
-            f"numbers in `{work / 'results.json'}`.\n\n{out['table']}\n")
+            f"numbers in `{per_fold}`.\n\n{out['table']}\n")
     return out
 
 
