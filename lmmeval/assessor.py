@@ -140,6 +140,19 @@ class Assessor:
         self.base_path = base_path
         self.device = device
         self.peft_model = peft_model  # the PeftModel whose LoRA layers live inside model.backbone
+        # All vision windows of a layer in one attention call: the default on GPU, where the
+        # window-by-window loop of transformers' sdpa path costs most (lmmeval.model.fast_attention).
+        self.set_fast_vision(device.type == "cuda")
+
+    def set_fast_vision(self, enabled: bool) -> None:
+        """Switch the vision tower between the batched-window path and transformers' own."""
+        from .model.fast_attention import disable_batched_vision_attention, enable_batched_vision_attention
+
+        if enabled:
+            enable_batched_vision_attention(self.model.backbone)
+        else:
+            disable_batched_vision_attention(self.model.backbone)
+        self.fast_vision = enabled
 
     def add_lora(self) -> None:
         """Inject fresh LoRA layers (``config.lora``) into the LLM, for training."""

@@ -157,13 +157,22 @@ def main(argv: list[str] | None = None) -> int:
                "preset": args.preset, "llm_params": llm_params, "vision_params": vis_params,
                "tokens_per_video": tokens, "vision_patches_per_video": patches, "flop_floor_ms": floor_ms,
                "assess": [], "train_stage2": None}
-    for bs in map(int, args.batch_sizes.split(",")):
-        r = bench_assess(assessor, videos, bs, args.repeats, device)
-        r["ratio_to_floor"] = r["ms_per_video"] / floor_ms
-        results["assess"].append(r)
-        print(f"assess  batch {bs}: {r['ms_per_video']:.1f} ms/video, {r['videos_per_s']:.2f} videos/s, "
-              f"peak {r['peak_memory_gib']:.2f} GiB, {r['ratio_to_floor']:.1f}x the FLOP floor ({floor_ms:.1f} ms)",
-              flush=True)
+    # Both vision-attention paths on the same inputs in one run, and how far their outputs differ.
+    outputs = {}
+    for fast in (False, True):
+        assessor.set_fast_vision(fast)
+        outputs[fast] = assessor.assess(videos[:2], batch_size=2)
+        for bs in map(int, args.batch_sizes.split(",")):
+            r = bench_assess(assessor, videos, bs, args.repeats, device)
+            r["ratio_to_floor"] = r["ms_per_video"] / floor_ms
+            r["vision_path"] = "batched windows" if fast else "transformers"
+            results["assess"].append(r)
+            print(f"assess  {r['vision_path']:<16} batch {bs}: {r['ms_per_video']:.1f} ms/video, "
+                  f"{r['videos_per_s']:.2f} videos/s, peak {r['peak_memory_gib']:.2f} GiB, "
+                  f"{r['ratio_to_floor']:.1f}x the FLOP floor ({floor_ms:.1f} ms)", flush=True)
+    diff = max(abs(a.quality - b.quality) for a, b in zip(outputs[False], outputs[True]))
+    results["max_abs_score_difference_fast_vs_transformers"] = diff
+    print(f"max |quality(fast) - quality(transformers)|: {diff:.2e} MOS points")
     if args.train_steps:
         r = bench_train_step(assessor, videos, args.train_batch, args.train_steps, device)
         results["train_stage2"] = r
