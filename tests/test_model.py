@@ -167,3 +167,15 @@ def test_embedded_demo_checkpoint(capsys, video_path):
     assert a.config.trained_stages == [1, 2, 3]
     r = a.assess(str(video_path))
     assert r.ok and 0 <= r.quality <= 100 and r.saliency.shape[1:] == (112, 112)
+
+
+def test_fallback_without_shared_encoder_outputs_gives_the_same_result(tiny_assessor, video_path, monkeypatch):
+    """Older transformers (no ``mm_encoder_outputs``): the vision tower runs per sequence, same numbers."""
+    import lmmeval.model.lmme as lmme
+
+    shared = tiny_assessor.assess(str(video_path))
+    monkeypatch.setattr(lmme, "_FORWARD_TAKES_ENCODER_OUTPUTS", False)
+    fallback = tiny_assessor.assess(str(video_path))
+    assert fallback.quality == pytest.approx(shared.quality, abs=1e-4)
+    assert fallback.level_probs["quality"] == pytest.approx(shared.level_probs["quality"], abs=1e-5)
+    np.testing.assert_allclose(fallback.saliency, shared.saliency, atol=1e-5)
