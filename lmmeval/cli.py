@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -56,11 +57,24 @@ def _score(args: argparse.Namespace) -> int:
         raise ValueError("--overlay needs --saliency-dir (where the overlays go)")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    assessor = Assessor.from_pretrained(args.model, device=args.device, base=args.base)
-    summary = score_files(assessor, args.inputs, args.out, batch_size=args.batch_size, resume=args.resume,
-                          csv_path=args.csv, saliency_dir=args.saliency_dir, overlay=args.overlay,
-                          masks_dir=args.masks, mask_threshold=args.mask_threshold, mask_dilate=args.mask_dilate,
-                          low_confidence_entropy=args.low_confidence, progress=not args.quiet)
+    options = dict(batch_size=args.batch_size, csv_path=args.csv, saliency_dir=args.saliency_dir,
+                   overlay=args.overlay, masks_dir=args.masks, mask_threshold=args.mask_threshold,
+                   mask_dilate=args.mask_dilate, low_confidence_entropy=args.low_confidence, progress=not args.quiet)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun / deepspeed launcher: one shard per rank
+        from .scoring import score_distributed
+
+        options.pop("csv_path")
+        summary = score_distributed(lambda device: Assessor.from_pretrained(args.model, device=device, base=args.base),
+                                    args.inputs, args.out, resume=args.resume, **options)
+        if int(os.environ["RANK"]) != 0:
+            return 1 if summary.failed else 0
+        if args.csv:
+            from .scoring import write_csv
+
+            write_csv(Path(args.out), Path(args.csv))
+    else:
+        assessor = Assessor.from_pretrained(args.model, device=args.device, base=args.base)
+        summary = score_files(assessor, args.inputs, args.out, resume=args.resume, **options)
     print(f"{summary.total} inputs: {summary.scored} scored ({summary.low_confidence} flagged low-confidence), "
           f"{summary.failed} failed, {summary.skipped} already in {args.out} (resume)")
     if summary.failed:
@@ -143,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "  lmmeval score renders/ --out results.jsonl                 # the embedded demo model\n"
                               "  lmmeval score renders/ --model ckpt/ --base Qwen2.5-VL-7B-Instruct/ --out r.jsonl --csv r.csv\n"
                               "  lmmeval score a.mp4 b.png --out r.jsonl --saliency-dir maps/ --overlay\n"
-                              "  lmmeval score renders/ --out r.jsonl --resume               # continue an interrupted run")
+                              "  lmmeval score renders/ --out r.jsonl --resume               # continue an interrupted run\n"
+                              "  torchrun --nproc_per_node 8 -m lmmeval.cli score renders/ --model ckpt/ --out r.jsonl\n"
+                              "                                    # one shard per GPU, merged into r.jsonl (resumable)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video/image files or folders")
     p.add_argument("--out", required=True, help="results file (JSON lines)")
     p.add_argument("--model", help="checkpoint folder (default: the embedded synthetic-data demo checkpoint)")

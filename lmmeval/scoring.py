@@ -138,15 +138,20 @@ class ScoreSummary:
 def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Path, batch_size: int = 4,
                 resume: bool = False, csv_path: str | Path | None = None, saliency_dir: str | Path | None = None,
                 overlay: bool = False, masks_dir: str | Path | None = None, mask_threshold: float = 0.5,
-                mask_dilate: int = 3, low_confidence_entropy: float = 1.2, progress: bool = True) -> ScoreSummary:
-    """Score ``inputs`` (files or folders) into ``out_path`` (JSON lines); see module docstring."""
+                mask_dilate: int = 3, low_confidence_entropy: float = 1.2, progress: bool = True,
+                files: list[Path] | None = None, also_done: set[str] = frozenset()) -> ScoreSummary:
+    """Score ``inputs`` (files or folders) into ``out_path`` (JSON lines); see module docstring.
+
+    ``files`` (a shard of ``collect_inputs(inputs)``) restricts the run to those files, with ids
+    still relative to ``inputs``; ``also_done`` are paths finished elsewhere (skipped on resume).
+    """
     from tqdm import tqdm
 
     out_path = Path(out_path)
-    files = collect_inputs(inputs)
+    files = collect_inputs(inputs) if files is None else files
     if not resume and out_path.exists():
         out_path.unlink()
-    done = read_done(out_path) if resume else set()
+    done = (read_done(out_path) | set(also_done)) if resume else set()
     todo = [f for f in files if str(f.resolve()) not in done]
     want_maps = saliency_dir is not None or masks_dir is not None
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,3 +220,57 @@ def write_csv(jsonl: Path, csv_path: Path) -> None:
                     flat[f"p_{dim}_{lvl}"] = p
             flat["distortions"] = "; ".join(r.get("distortions") or [])
             writer.writerow(flat)
+
+
+def score_distributed(assessor_factory, inputs: list[str | Path], out_path: str | Path, resume: bool = False,
+                      **kwargs) -> ScoreSummary:
+    """`lmmeval score` under torchrun / the deepspeed launcher: inputs sharded by rank.
+
+    Rank r scores every world-th input into ``<out>.rank<r>-of-<world>`` (resumable like a
+    single run); after a barrier rank 0 merges the shards and anything already in ``out``
+    into ``out`` (input order, each input once) and removes the shards. ``assessor_factory``
+    builds the assessor for a device.
+    """
+    import torch
+    import torch.distributed as dist
+
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    out_path = Path(out_path)
+    files = collect_inputs(inputs)
+    shard = out_path.with_name(f"{out_path.name}.rank{rank}-of-{world}")
+    merged_before = read_done(out_path) if resume and out_path.exists() else set()
+    dist.barrier()  # nobody may touch the merged file before everyone has read it
+    assessor = assessor_factory(f"cuda:{local}" if cuda else "cpu")
+    summary = score_files(assessor, inputs, shard, resume=resume, files=files[rank::world], also_done=merged_before,
+                          progress=kwargs.pop("progress", True) and rank == 0, **kwargs)
+    counts = torch.tensor([summary.scored, summary.failed, summary.low_confidence], dtype=torch.long)
+    dist.all_reduce(counts)
+    dist.barrier()
+    if rank == 0:
+        _merge(out_path, [out_path.with_name(f"{out_path.name}.rank{r}-of-{world}") for r in range(world)], files)
+    dist.barrier()
+    scored, failed, low = counts.tolist()
+    return ScoreSummary(total=len(files), skipped=len(files) - scored - failed, scored=scored, failed=failed,
+                        low_confidence=low)
+
+
+def _merge(out_path: Path, shards: list[Path], files: list[Path]) -> None:
+    """Complete lines of ``out_path`` and the shards, each input once, in input order."""
+    rows: dict[str, str] = {}
+    for part in [out_path, *shards]:
+        if part.exists():
+            read_done(part)  # cuts a torn last line
+            for line in part.read_text().splitlines():
+                rows.setdefault(json.loads(line)["path"], line)
+    order = {str(f.resolve()): i for i, f in enumerate(files)}
+    tmp = out_path.with_name(out_path.name + ".merging")
+    tmp.write_text("".join(rows[p] + "\n" for p in sorted(rows, key=lambda p: order.get(p, len(order)))))
+    tmp.replace(out_path)  # atomic: the merged file is complete or absent
+    for part in shards:
+        part.unlink(missing_ok=True)

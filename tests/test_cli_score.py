@@ -68,3 +68,31 @@ def test_score_help_explains(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "--resume" in text and "Examples" in text and "exit status" in text
+
+
+def test_torchrun_shards_inputs_and_merges_one_output(checkpoint, synthetic_raw, tmp_path):
+    """Two ranks (CPU, gloo) each score half of the inputs; rank 0 merges one complete file."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder = tmp_path / "renders"
+    folder.mkdir()
+    for i, src in enumerate(sorted((synthetic_raw / "videos").glob("*.mp4"))[:5]):
+        shutil.copy(src, folder / f"v{i}.mp4")
+    (folder / "broken.mp4").write_text("not a video")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "r.jsonl"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
+           "-m", "lmmeval.cli", "score", str(folder), "--model", str(checkpoint), "--out", str(out), "-q"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0  # the broken input is reported as a failure
+    rows = _rows(out)
+    assert [r["id"] for r in rows] == ["broken.mp4"] + [f"v{i}.mp4" for i in range(5)]  # input order, once each
+    assert sum(r["error"] is not None for r in rows) == 1
+    assert not list(tmp_path.glob("r.jsonl.rank*"))  # shards merged and removed
+    assert "5 scored" in done.stdout and "1 failed" in done.stdout
