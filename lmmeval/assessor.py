@@ -259,49 +259,50 @@ class Assessor:
         return reward(self, frames, dimension, as_loss)
 
     def assess(self, inputs, batch_size: int = 4, saliency: bool = True, describe: bool = False,
-               on_error: str = "raise", progress: bool = False):
+               on_error: str = "raise", workers: int = 0):
         """Assess one input (returns an ``Assessment``) or a list (returns a list).
 
         Inputs: video/image paths, PIL images, uint8 arrays (H, W, 3) or (T, H, W, 3).
         ``on_error="return"`` turns a failing input into an ``Assessment`` with ``error``
         set and carries on; ``"raise"`` (default) raises a ``ValueError`` naming it.
+        ``workers`` > 0 decodes and samples the next batches in that many DataLoader worker
+        processes while the model runs on the current one.
         """
         if on_error not in ("raise", "return"):
             raise ValueError(f"on_error must be 'raise' or 'return', got {on_error!r}")
+        if batch_size < 1 or workers < 0:
+            raise ValueError(f"batch_size must be >= 1 and workers >= 0, got {batch_size}, {workers}")
         single = not isinstance(inputs, (list, tuple))
         items = [inputs] if single else list(inputs)
         self.model.eval()  # no dropout at inference, even right after training
         results: list[Assessment] = []
-        for start in range(0, len(items), batch_size):
-            results.extend(self._assess_batch(items[start:start + batch_size], saliency, describe, on_error))
+        for loaded in _loaded_batches(items, self.config.sampling, batch_size, workers):
+            results.extend(self._assess_batch(loaded, saliency, describe, on_error))
         return results[0] if single else results
 
-    def _assess_batch(self, items, saliency: bool, describe: bool, on_error: str) -> list[Assessment]:
+    def _assess_batch(self, loaded: list[tuple[str, Visual | str]], saliency: bool, describe: bool,
+                      on_error: str) -> list[Assessment]:
+        """``loaded``: (source, Visual or the error message of its loading) per input."""
         t0 = time.perf_counter()
-        visuals: list[Visual | None] = []
         results = []
-        for item in items:
-            source = str(item) if isinstance(item, (str, Path)) else f"<{type(item).__name__}>"
-            try:
-                visuals.append(load_visual(item, self.config.sampling))
-                results.append(Assessment(source=source))
-            except (ValueError, FileNotFoundError, OSError) as err:
+        for source, visual in loaded:
+            if isinstance(visual, str):
                 if on_error == "raise":
-                    raise ValueError(str(err)) from None
-                visuals.append(None)
-                results.append(Assessment(source=source, error=str(err)))
-        good = [i for i, v in enumerate(visuals) if v is not None]
+                    raise ValueError(visual)
+                results.append(Assessment(source=source, error=visual))
+            else:
+                results.append(Assessment(source=source))
+        good = [i for i, (_, v) in enumerate(loaded) if not isinstance(v, str)]
         if good:
-            batch_visuals = [visuals[i] for i in good]
-            outputs = self._run(batch_visuals, saliency, describe)
+            outputs = self._run([loaded[i][1] for i in good], saliency, describe)
             for i, out in zip(good, outputs):
-                r, v = results[i], visuals[i]
+                r, v = results[i], loaded[i][1]
                 r.__dict__.update(out)
                 r.notes = v.notes
                 r.frame_indices = v.frame_indices if not v.is_image else [0]
-        elapsed = (time.perf_counter() - t0) / max(len(items), 1)
+        elapsed = (time.perf_counter() - t0) / max(len(loaded), 1)
         for r in results:
-            r.runtime_s = elapsed
+            r.runtime_s = elapsed + sum(v.load_s for _, v in loaded if not isinstance(v, str)) / max(len(loaded), 1)
         return results
 
     @torch.inference_mode()
@@ -343,6 +344,41 @@ class Assessor:
         new = out[:, batch.input_ids.shape[1]:]
         texts = self.processor.batch_decode(new, skip_special_tokens=True)
         return [(DISTORTION_ANSWER_STEM + t) if task == "distortions" else t.strip() for t in texts]
+
+
+def _load_one(item, sampling) -> tuple[str, Visual | str]:
+    """(source, Visual) or (source, error message): loading errors travel as data, so that
+    worker processes can report them and a batch run can carry on."""
+    source = str(item) if isinstance(item, (str, Path)) else f"<{type(item).__name__}>"
+    t0 = time.perf_counter()
+    try:
+        visual = load_visual(item, sampling)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        return source, str(err)
+    visual.load_s = time.perf_counter() - t0
+    return source, visual
+
+
+class _Inputs(torch.utils.data.Dataset):
+    def __init__(self, items, sampling):
+        self.items, self.sampling = items, sampling
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return _load_one(self.items[i], self.sampling)
+
+
+def _loaded_batches(items, sampling, batch_size: int, workers: int):
+    """Batches of loaded inputs, decoded in the caller (workers=0) or ahead of it in worker processes."""
+    if workers == 0:
+        for start in range(0, len(items), batch_size):
+            yield [_load_one(item, sampling) for item in items[start:start + batch_size]]
+        return
+    loader = torch.utils.data.DataLoader(_Inputs(items, sampling), batch_size=batch_size, num_workers=workers,
+                                         collate_fn=list, prefetch_factor=2)
+    yield from loader
 
 
 def _decoder_widths(llm_dim: int) -> dict:

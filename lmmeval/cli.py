@@ -59,7 +59,8 @@ def _score(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     options = dict(batch_size=args.batch_size, csv_path=args.csv, saliency_dir=args.saliency_dir,
                    overlay=args.overlay, masks_dir=args.masks, mask_threshold=args.mask_threshold,
-                   mask_dilate=args.mask_dilate, low_confidence_entropy=args.low_confidence, progress=not args.quiet)
+                   mask_dilate=args.mask_dilate, low_confidence_entropy=args.low_confidence, progress=not args.quiet,
+                   workers=args.workers)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun / deepspeed launcher: one shard per rank
         from .scoring import score_distributed
 
@@ -176,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 1.2; uniform over 5 levels is 1.609)")
     p.add_argument("--resume", action="store_true", help="skip inputs already in --out (a torn last line is dropped)")
     p.add_argument("--batch-size", type=int, default=4, help="inputs per forward pass (default 4)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="decode the next batches in this many worker processes while the model runs (default 0)")
     p.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_score)

@@ -103,6 +103,7 @@ class Visual:
     fps: float  # effective fps of the sampled frames
     source: str  # path, or a description of an in-memory input
     notes: list[str] = field(default_factory=list)  # what sampling changed, for reports
+    load_s: float = 0.0  # seconds spent decoding and resizing
 
 
 def sample_times(duration: float, fps: float, min_frames: int, max_frames: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .assessor import Assessment, Assessor
+from .assessor import Assessment, Assessor, _loaded_batches
 from .media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_visual
 
 # Anchor colours of a perceptual "inferno"-like map, for heat maps without matplotlib.
@@ -139,7 +139,7 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
                 resume: bool = False, csv_path: str | Path | None = None, saliency_dir: str | Path | None = None,
                 overlay: bool = False, masks_dir: str | Path | None = None, mask_threshold: float = 0.5,
                 mask_dilate: int = 3, low_confidence_entropy: float = 1.2, progress: bool = True,
-                files: list[Path] | None = None, also_done: set[str] = frozenset()) -> ScoreSummary:
+                files: list[Path] | None = None, also_done: set[str] = frozenset(), workers: int = 0) -> ScoreSummary:
     """Score ``inputs`` (files or folders) into ``out_path`` (JSON lines); see module docstring.
 
     ``files`` (a shard of ``collect_inputs(inputs)``) restricts the run to those files, with ids
@@ -158,9 +158,12 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
     failed = uncertain = 0
     bar = tqdm(total=len(todo), desc="scoring", unit="input", disable=not progress)
     with open(out_path, "a") as out:
-        for start in range(0, len(todo), batch_size):
+        assessor.model.eval()
+        # Decoding of the next batches runs ahead in worker processes when workers > 0.
+        batches = _loaded_batches([str(f) for f in todo], assessor.config.sampling, batch_size, workers)
+        for start, loaded in zip(range(0, len(todo), batch_size), batches):
             chunk = todo[start:start + batch_size]
-            results = assessor.assess([str(f) for f in chunk], batch_size=batch_size, saliency=want_maps, on_error="return")
+            results = assessor._assess_batch(loaded, saliency=want_maps, describe=False, on_error="return")
             for f, r in zip(chunk, results):
                 row = {"id": _input_id(f, inputs), **r.to_dict(), "path": str(f.resolve())}
                 if r.ok:

@@ -34,7 +34,7 @@ def _rows(path):
 def test_score_folder_with_broken_file(checkpoint, folder, tmp_path, capsys):
     out = tmp_path / "results.jsonl"
     rc = main(["score", str(folder), "--model", str(checkpoint), "--out", str(out), "--csv", str(tmp_path / "r.csv"),
-               "--saliency-dir", str(tmp_path / "maps"), "--overlay", "--device", "cpu", "-q"])
+               "--saliency-dir", str(tmp_path / "maps"), "--overlay", "--device", "cpu", "--workers", "2", "-q"])
     assert rc == 1  # something failed
     rows = {r["id"]: r for r in _rows(out)}
     assert set(rows) == {"broken.mp4", "still.png", "sub/" + next((folder / "sub").iterdir()).name,

@@ -179,3 +179,12 @@ def test_fallback_without_shared_encoder_outputs_gives_the_same_result(tiny_asse
     assert fallback.quality == pytest.approx(shared.quality, abs=1e-4)
     assert fallback.level_probs["quality"] == pytest.approx(shared.level_probs["quality"], abs=1e-5)
     np.testing.assert_allclose(fallback.saliency, shared.saliency, atol=1e-5)
+
+
+def test_worker_processes_give_the_same_results(tiny_assessor, synthetic_raw, tmp_path):
+    videos = [str(p) for p in sorted((synthetic_raw / "videos").glob("*.mp4"))[:5]] + [str(tmp_path / "gone.mp4")]
+    inline = tiny_assessor.assess(videos, batch_size=2, on_error="return")
+    workers = tiny_assessor.assess(videos, batch_size=2, on_error="return", workers=2)
+    assert [r.error is None for r in workers] == [True] * 5 + [False] and "gone.mp4" in workers[-1].error
+    for a, b in zip(inline[:5], workers[:5]):
+        assert a.quality == pytest.approx(b.quality, abs=1e-5) and a.frame_indices == b.frame_indices

@@ -92,8 +92,13 @@ class ModelBatch:
         return self.video_grid_thw.shape[0]
 
     def to(self, device) -> ModelBatch:
-        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
-        return ModelBatch(**moved)
+        device = torch.device(device)
+        cuda = device.type == "cuda"
+
+        def move(v):  # pinned host memory lets the copy overlap with queued GPU work
+            return (v.pin_memory() if cuda else v).to(device, non_blocking=cuda)
+
+        return ModelBatch(**{k: (move(v) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()})
 
 
 def build_batch(processor, visuals, tasks: tuple[str, ...] = LEVEL_TASKS, answers: list[dict] | None = None) -> ModelBatch:
