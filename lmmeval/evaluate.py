@@ -58,7 +58,7 @@ def evaluate(assessor: Assessor, records: list[dict], batch_size: int = 4, progr
         chunk = records[start:start + batch_size]
         preds.extend(assessor.assess([str(r["video_path"]) for r in chunk], batch_size=batch_size))
     report: dict = {"n": len(records)}
-    for j, dim in enumerate(DIMENSIONS):
+    for dim in DIMENSIONS:
         p = [getattr(r, dim) for r in preds]
         m = [rec["mos"][dim] for rec in records]
         report[dim] = score_report(p, m)

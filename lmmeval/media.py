@@ -179,7 +179,7 @@ def _read_sampled_video(path: Path, sampling):
 
 
 def _decode_gif(path: Path):
-    from PIL import Image, ImageSequence
+    from PIL import ImageSequence
 
     img = _open_image(path)
     frames, timestamps, t = [], [], 0.0

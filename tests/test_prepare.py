@@ -1,6 +1,5 @@
 """`lmmeval prepare`: manifest contents checked against the simulator's ground truth."""
 
-import csv
 import json
 import shutil
 from collections import Counter
