@@ -162,21 +162,21 @@ class Assessor:
             raise ValueError("this assessor already has a LoRA adapter")
         lora = self.config.lora
         cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-                         modules_to_save=list(lora.modules_to_save) or None,
-                         base_model_name_or_path=str(self.base_path.resolve()))
+                         modules_to_save=list(lora.modules_to_save) or None, base_model_name_or_path=self.config.base)
         self.peft_model = get_peft_model(self.model.backbone, cfg)
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_base(cls, base: str | Path, device: str | torch.device | None = None, sampling: SamplingConfig | None = None,
                   seed: int = 0) -> Assessor:
-        """A fresh, untrained assessor on a base Qwen2.5-VL directory (heads randomly initialised)."""
-        from transformers import AutoProcessor
+        """A fresh, untrained assessor on a base Qwen2.5-VL directory (heads randomly initialised).
 
-        base = Path(base)
+        ``base`` may also name a random-weight preset, "preset:7b-random" or "preset:tiny-random",
+        for benchmarks at a given shape without weights.
+        """
         device = torch.device(device) if device is not None else default_device()
-        return cls.from_backbone(_load_backbone(base, device), AutoProcessor.from_pretrained(base), base, device,
-                                 sampling, seed)
+        backbone, processor = _load_base(base, device)
+        return cls.from_backbone(backbone, processor, base, device, sampling, seed)
 
     @classmethod
     def from_backbone(cls, backbone, processor, base: str | Path, device: str | torch.device,
@@ -185,7 +185,7 @@ class Assessor:
         device = torch.device(device)
         text, vision = backbone.config.text_config, backbone.config.vision_config
         config = AssessorConfig(
-            base=str(Path(base).resolve()),
+            base=str(base) if str(base) in RANDOM_BASES else str(Path(base).resolve()),
             regression=RegressionHeadConfig(hidden_size=text.hidden_size),
             saliency=SaliencyDecoderConfig(vision_dim=vision.hidden_size, llm_dim=text.hidden_size,
                                            merge=vision.spatial_merge_size, **_decoder_widths(text.hidden_size)),
@@ -217,11 +217,11 @@ class Assessor:
             raise FileNotFoundError(f"{path}: not an lmmeval checkpoint (no {CONFIG_NAME})")
         config = AssessorConfig.load(path / CONFIG_NAME)
         base_path = Path(base) if base is not None else _resolve(path, config.base)
-        if not (base_path / "config.json").is_file():
+        if str(base_path) not in RANDOM_BASES and not (base_path / "config.json").is_file():
             raise FileNotFoundError(f"{base_path}: base model directory not found (pass --base / base=)")
         device = torch.device(device) if device is not None else default_device()
         processor = AutoProcessor.from_pretrained(path)
-        backbone = _load_backbone(base_path, device)
+        backbone, _ = _load_base(base_path, device)
         peft_model = None
         if (path / "adapter_config.json").is_file():
             from peft import PeftModel
@@ -239,7 +239,7 @@ class Assessor:
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        base_ref = base_reference or str(self.base_path.resolve())
+        base_ref = base_reference or self.config.base
         if self.peft_model is not None:
             self.peft_model.peft_config["default"].base_model_name_or_path = base_ref
             self.peft_model.save_pretrained(out_dir)  # adapter_config.json + adapter_model.safetensors
@@ -389,7 +389,25 @@ def _decoder_widths(llm_dim: int) -> dict:
 
 def _resolve(checkpoint: Path, base: str) -> Path:
     p = Path(base)
-    return p if p.is_absolute() else (checkpoint / p).resolve()
+    return p if p.is_absolute() or base in RANDOM_BASES else (checkpoint / p).resolve()
+
+
+# Random-weight bases for benchmarks: the real shapes without any weights to download.
+RANDOM_BASES = ("preset:7b-random", "preset:tiny-random")
+
+
+def _load_base(base: str | Path, device: torch.device):
+    """(backbone, processor) from a base directory, or built in memory for a random preset."""
+    from transformers import AutoProcessor
+
+    if str(base) in RANDOM_BASES:
+        from .model.tiny import QWEN25_VL_7B_SHAPE, TINY_PRESET, build_random_model
+
+        shape = QWEN25_VL_7B_SHAPE if str(base) == "preset:7b-random" else TINY_PRESET
+        torch.manual_seed(0)  # the same random weights every time, per device
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        return build_random_model(shape, dtype=dtype, device=device)
+    return _load_backbone(Path(base), device), AutoProcessor.from_pretrained(base)
 
 
 def _load_backbone(base: Path, device: torch.device):

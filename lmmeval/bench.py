@@ -48,13 +48,10 @@ def _sync(device: torch.device) -> None:
 def build_assessor(preset: str, device: torch.device, max_pixels: int, max_frames: int):
     from .assessor import Assessor
     from .model.config import SamplingConfig
-    from .model.tiny import QWEN25_VL_7B_SHAPE, TINY_PRESET, build_random_model
 
-    shape = {"tiny": TINY_PRESET, "7b-random": QWEN25_VL_7B_SHAPE}[preset]
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    backbone, processor = build_random_model(shape, dtype=dtype, device=device)
+    base = {"tiny": "preset:tiny-random", "7b-random": "preset:7b-random"}[preset]
     sampling = SamplingConfig(fps=2.0, max_frames=max_frames, max_pixels=max_pixels)
-    return Assessor.from_backbone(backbone, processor, f"random:{preset}", device, sampling)
+    return Assessor.from_base(base, device, sampling)
 
 
 def bench_assess(assessor, videos: list[str], batch_size: int, repeats: int, device: torch.device) -> dict:

@@ -188,3 +188,13 @@ def test_worker_processes_give_the_same_results(tiny_assessor, synthetic_raw, tm
     assert [r.error is None for r in workers] == [True] * 5 + [False] and "gone.mp4" in workers[-1].error
     for a, b in zip(inline[:5], workers[:5]):
         assert a.quality == pytest.approx(b.quality, abs=1e-5) and a.frame_indices == b.frame_indices
+
+
+def test_random_preset_base_round_trips(tmp_path, video_path):
+    """A random-weight preset base (for benchmarks) is rebuilt identically on load."""
+    from lmmeval.model.config import SamplingConfig
+
+    a = Assessor.from_base("preset:tiny-random", device="cpu", sampling=SamplingConfig(max_pixels=112 * 112))
+    assert a.config.base == "preset:tiny-random"
+    b = Assessor.from_pretrained(a.save_pretrained(tmp_path / "ck"), device="cpu")
+    assert a.assess(str(video_path)).quality == pytest.approx(b.assess(str(video_path)).quality, abs=1e-5)

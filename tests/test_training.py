@@ -161,3 +161,12 @@ def test_zero3_saves_and_resumes(train8, tiny_base, tmp_path):
     (cut / "log.csv").write_text("".join(rows[:3]))
     run_stage(_config(1, train8, cut, **config), zero3, resume=True, progress=False)
     assert _losses(cut / "log.csv") == pytest.approx(_losses(tmp_path / "z3" / "log.csv"), rel=1e-4)
+
+
+@pytest.mark.parametrize("path", sorted(__import__("pathlib").Path(__file__).resolve().parents[1].glob("configs/*/stage*.yaml")))
+def test_every_shipped_config_parses(path):
+    from lmmeval.training import load_train_config
+
+    config = load_train_config(path)
+    assert path.read_text().startswith("# Stage") and "train/stage" in path.read_text().splitlines()[1]
+    assert config.stage == int(path.stem[-1])

@@ -172,7 +172,8 @@ def run_stage(config: TrainConfig, deepspeed_config: str | None = None, resume: 
             step, epoch, pos = state["step"], state["epoch"], state["pos"]
             torch.set_rng_state(state["torch_rng"])
     log_path = out_dir / "log.csv"
-    log_fields = ["step", "epoch", "loss", "lm_loss", "regression_l1", "pairwise", "l1", "cc", "kl", "bce", "lr", "seconds"]
+    log_fields = ["step", "epoch", "loss", "lm_loss", "regression_l1", "pairwise", "l1", "cc", "kl", "bce", "lr",
+                  "seconds", "peak_gib"]
     if not (resume and log_path.exists()):
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(log_fields)
@@ -206,7 +207,8 @@ def run_stage(config: TrainConfig, deepspeed_config: str | None = None, resume: 
         if rank == 0 and (step % config.log_every == 0 or step == config.steps):
             with open(log_path, "a", newline="") as f:
                 row = {**{k: f"{v:.6f}" for k, v in sums.items()}, "step": step, "epoch": epoch,
-                       "lr": f"{scheduler.get_last_lr()[0]:.3e}", "seconds": f"{time.time() - started:.1f}"}
+                       "lr": f"{scheduler.get_last_lr()[0]:.3e}", "seconds": f"{time.time() - started:.1f}",
+                       "peak_gib": f"{_peak_gib(device):.2f}"}
                 csv.DictWriter(f, fieldnames=log_fields, extrasaction="ignore").writerow(row)
         if step % config.save_every == 0 and step < config.steps:
             _save(engine, ckpt_root, step, epoch, pos, config.keep_checkpoints)
@@ -226,6 +228,15 @@ def run_stage(config: TrainConfig, deepspeed_config: str | None = None, resume: 
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
     return final
+
+
+def _peak_gib(device: torch.device) -> float:
+    """Peak memory so far: allocated GPU memory, or the process's resident set on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def _save(engine, root: Path, step: int, epoch: int, pos: int, keep: int) -> None:
