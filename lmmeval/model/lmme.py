@@ -108,45 +108,44 @@ def build_batch(processor, visuals, tasks: tuple[str, ...] = LEVEL_TASKS, answer
     and is followed by ``<|im_end|>``; the labels cover the answer and the end token
     (the stem is part of the prompt, so the model learns to fill it, not repeat it).
     """
-    tokenizer = processor.tokenizer
+    tokenizer, video_processor = processor.tokenizer, processor.video_processor
+    # Pixels once per video (the processor would redo them for every sequence that shows it).
+    videos = [torch.from_numpy(v.frames).permute(0, 3, 1, 2) for v in visuals]  # (T, 3, h, w)
+    pixels = video_processor(videos=videos, video_metadata=[{"fps": v.fps, "total_num_frames": len(v.frames)}
+                                                            for v in visuals],
+                             do_sample_frames=False, return_tensors="pt")
+    grid = pixels["video_grid_thw"]  # (B, 3)
+    expected = [v.frames.shape[1] * v.frames.shape[2] // (14 * 14) for v in visuals]
+    if (grid[:, 1] * grid[:, 2]).tolist() != expected:
+        raise ValueError(f"the processor resized frames differently from the sampling config "
+                         f"({(grid[:, 1] * grid[:, 2]).tolist()} vs {expected} patches); widen the processor's "
+                         "min/max pixels or match sampling.max_pixels to it")
+    # Text: each sequence's single <|video_pad|> expanded to its video's token count, as the
+    # processor's own expansion does (tests compare the two).
     texts, suffix_lens = [], []
     for b in range(len(visuals)):
+        video_tokens = processor.video_token * int(grid[b].prod() // video_processor.merge_size**2)
         for task in tasks:
-            text = question_prompt(processor, task)
-            suffix = ""
+            text = question_prompt(processor, task).replace(processor.video_token, video_tokens)
             if answers is not None:
                 suffix = answers[b][task] + "<|im_end|>"
                 suffix_lens.append(len(tokenizer(suffix, add_special_tokens=False)["input_ids"]))
-            texts.append(text + suffix)
-    # The processor expands each <|video_pad|> to the video's token count, so every
-    # sequence needs its own video entry; the pixel values are then de-duplicated below.
-    videos = [torch.from_numpy(v.frames).permute(0, 3, 1, 2) for v in visuals for _ in tasks]  # (T, 3, h, w)
-    metadata = [{"fps": v.fps, "total_num_frames": len(v.frames)} for v in visuals for _ in tasks]
+                text += suffix
+            texts.append(text)
     tokenizer.padding_side = "left"
-    enc = processor(text=texts, videos=videos, video_metadata=metadata, do_sample_frames=False,
-                    padding=True, return_tensors="pt")
-    k = len(tasks)
-    grid = enc["video_grid_thw"]  # (B*K, 3)
-    per_video = grid.prod(-1)
-    starts = torch.cumsum(per_video, 0) - per_video
-    keep = [torch.arange(int(starts[i]), int(starts[i] + per_video[i])) for i in range(0, len(grid), k)]
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
     seq_len = enc["input_ids"].shape[1]
     suffix = torch.tensor(suffix_lens) if answers is not None else torch.zeros(len(texts), dtype=torch.long)
     labels = None
     if answers is not None:
         positions = torch.arange(seq_len)[None, :]
         labels = torch.where(positions >= seq_len - suffix[:, None], enc["input_ids"], torch.full_like(enc["input_ids"], -100))
-    expected = (grid[::k, 1] * grid[::k, 2]).tolist()
-    got = [v.frames.shape[1] * v.frames.shape[2] // (14 * 14) for v in visuals]
-    if expected != got:
-        raise ValueError(f"the processor resized frames differently from the sampling config ({expected} vs {got} "
-                         "patches); widen the processor's min/max pixels or match sampling.max_pixels to it")
-    sec = enc.get("second_per_grid_ts")
     return ModelBatch(
-        input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], mm_token_type_ids=enc["mm_token_type_ids"],
-        pixel_values_videos=enc["pixel_values_videos"][torch.cat(keep)], video_grid_thw=grid[::k].clone(),
-        second_per_grid_ts=sec[::k].clone() if sec is not None else None, tasks=tuple(tasks),
-        stem_end=seq_len - 1 - suffix, labels=labels,
+        input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+        mm_token_type_ids=(enc["input_ids"] == processor.video_token_id).long() * 2,  # 2 marks video tokens
+        pixel_values_videos=pixels["pixel_values_videos"], video_grid_thw=grid,
+        second_per_grid_ts=torch.tensor([video_processor.temporal_patch_size / v.fps for v in visuals]),
+        tasks=tuple(tasks), stem_end=seq_len - 1 - suffix, labels=labels,
     )
 
 
