@@ -14,7 +14,7 @@ folder also loads with plain transformers + peft (see the README).
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import math
 import sys
 import time
@@ -31,7 +31,6 @@ from .model.heads import RegressionHead, RegressionHeadConfig, SaliencyDecoder, 
 from .model.lmme import LEVEL_TASKS, LMME3DHF, build_batch
 from .prompts import DISTORTION_ANSWER_STEM, parse_distortion_answer
 
-log = logging.getLogger("lmmeval")
 HEADS_NAME = "heads.safetensors"
 DEMO_CHECKPOINT = Path(__file__).parent / "assets" / "demo_checkpoint"
 
@@ -54,7 +53,6 @@ class Assessment:
     quality_level: str | None = None  # one of LEVELS
     authenticity_level: str | None = None
     level_probs: dict = field(default_factory=dict)  # {"quality": {level: p}, "authenticity": {...}}
-    expected_level: dict = field(default_factory=dict)  # sum_i p_i * i, i = 1 (bad) .. 5 (excellent)
     distortions: list[str] = field(default_factory=list)
     saliency: np.ndarray | None = None  # float32 [T, H, W] (video) or [H, W] (image), in [0, 1]
     description: str | None = None  # free text, with describe=True
@@ -66,6 +64,12 @@ class Assessment:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def expected_level(self) -> dict:
+        """Per dimension: the Q-Align style score sum_i p_i * i, with i = 1 (bad) .. 5 (excellent)."""
+        return {dim: float(sum(p * i for i, p in enumerate((probs[lvl] for lvl in LEVELS), start=1)))
+                for dim, probs in self.level_probs.items()}
 
     @property
     def uncertainty(self) -> dict:
@@ -247,8 +251,7 @@ class Assessor:
         heads |= {f"saliency.{k}": v for k, v in self.model.saliency.state_dict().items()}
         save_file({k: v.detach().float().cpu().contiguous() for k, v in heads.items()}, out_dir / HEADS_NAME)
         self.processor.save_pretrained(out_dir)
-        self.config.base = base_ref
-        (out_dir / CONFIG_NAME).write_text(self.config.to_json())
+        (out_dir / CONFIG_NAME).write_text(dataclasses.replace(self.config, base=base_ref).to_json())
         return out_dir
 
     # ---------------------------------------------------------------- inference
@@ -268,17 +271,23 @@ class Assessor:
         ``workers`` > 0 decodes and samples the next batches in that many DataLoader worker
         processes while the model runs on the current one.
         """
+        single = not isinstance(inputs, (list, tuple))
+        items = [inputs] if single else list(inputs)
+        results = [r for batch in self.assess_batches(items, batch_size, saliency, describe, on_error, workers)
+                   for r in batch]
+        return results[0] if single else results
+
+    def assess_batches(self, items: list, batch_size: int = 4, saliency: bool = True, describe: bool = False,
+                       on_error: str = "raise", workers: int = 0):
+        """``assess`` as a stream: yields the list of ``Assessment``s of each batch as soon as it is
+        done (in input order), so long runs can write results as they go (``lmmeval score``)."""
         if on_error not in ("raise", "return"):
             raise ValueError(f"on_error must be 'raise' or 'return', got {on_error!r}")
         if batch_size < 1 or workers < 0:
             raise ValueError(f"batch_size must be >= 1 and workers >= 0, got {batch_size}, {workers}")
-        single = not isinstance(inputs, (list, tuple))
-        items = [inputs] if single else list(inputs)
         self.model.eval()  # no dropout at inference, even right after training
-        results: list[Assessment] = []
         for loaded in _loaded_batches(items, self.config.sampling, batch_size, workers):
-            results.extend(self._assess_batch(loaded, saliency, describe, on_error))
-        return results[0] if single else results
+            yield self._assess_batch(loaded, saliency, describe, on_error)
 
     def _assess_batch(self, loaded: list[tuple[str, Visual | str]], saliency: bool, describe: bool,
                       on_error: str) -> list[Assessment]:
@@ -322,7 +331,6 @@ class Assessor:
                 "quality": float(scores[b, 0]), "authenticity": float(scores[b, 1]),
                 "quality_level": LEVELS[int(probs[b, 0].argmax())], "authenticity_level": LEVELS[int(probs[b, 1].argmax())],
                 "level_probs": level_probs,
-                "expected_level": {dim: float((probs[b, j] * np.arange(1, 6)).sum()) for j, dim in enumerate(LEVEL_TASKS)},
                 "distortions": parse_distortion_answer(distortions[b]), "description": descriptions[b],
             }
             if saliency:

@@ -53,10 +53,9 @@ def score_report(pred, mos) -> dict:
 def evaluate(assessor: Assessor, records: list[dict], batch_size: int = 4, progress: bool = True) -> dict:
     from tqdm import tqdm
 
-    preds = []
-    for start in tqdm(range(0, len(records), batch_size), desc="evaluating", unit="batch", disable=not progress):
-        chunk = records[start:start + batch_size]
-        preds.extend(assessor.assess([str(r["video_path"]) for r in chunk], batch_size=batch_size))
+    batches = assessor.assess_batches([str(r["video_path"]) for r in records], batch_size)
+    preds = [r for batch in tqdm(batches, total=-(-len(records) // batch_size), desc="evaluating", unit="batch",
+                                 disable=not progress) for r in batch]
     report: dict = {"n": len(records)}
     for dim in DIMENSIONS:
         p = [getattr(r, dim) for r in preds]

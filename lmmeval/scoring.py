@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .assessor import Assessment, Assessor, _loaded_batches
+from .assessor import Assessment, Assessor
 from .media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_visual
 
 # Anchor colours of a perceptual "inferno"-like map, for heat maps without matplotlib.
@@ -158,12 +158,11 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
     failed = uncertain = 0
     bar = tqdm(total=len(todo), desc="scoring", unit="input", disable=not progress)
     with open(out_path, "a") as out:
-        assessor.model.eval()
         # Decoding of the next batches runs ahead in worker processes when workers > 0.
-        batches = _loaded_batches([str(f) for f in todo], assessor.config.sampling, batch_size, workers)
-        for start, loaded in zip(range(0, len(todo), batch_size), batches):
+        batches = assessor.assess_batches([str(f) for f in todo], batch_size, saliency=want_maps, on_error="return",
+                                          workers=workers)
+        for start, results in zip(range(0, len(todo), batch_size), batches):
             chunk = todo[start:start + batch_size]
-            results = assessor._assess_batch(loaded, saliency=want_maps, describe=False, on_error="return")
             for f, r in zip(chunk, results):
                 row = {"id": _input_id(f, inputs), **r.to_dict(), "path": str(f.resolve())}
                 if r.ok:
