@@ -176,14 +176,17 @@ def prepare(raw_dir: str | Path, out_dir: str | Path, config: PrepareConfig = Pr
         src = videos[video]
         info = video_info(src)
         _link_or_copy(src, out_dir / "videos" / src.name)
-        descriptions, by_view = {}, defaultdict(list)
+        descriptions, by_view = defaultdict(list), defaultdict(list)
         for m in marks[video]:
-            descriptions.setdefault(m["annotator"], m["description"])
+            # An annotator may describe each view separately: keep every distinct text.
+            if m["description"] not in descriptions[m["annotator"]]:
+                descriptions[m["annotator"]].append(m["description"])
             by_view[str(m["view"])].extend(m["points"])
             h, w = int(m.get("height", info["height"])), int(m.get("width", info["width"]))
             if (h, w) != (info["height"], info["width"]):
                 raise ValueError(f"{raw_dir / 'marks.jsonl'}, line {m['_line']}: snapshot size {w}x{h} differs "
                                  f"from the video's {info['width']}x{info['height']}")
+        descriptions = {a: " / ".join(texts) for a, texts in descriptions.items()}
         categories = combine_categories(list(descriptions.values()), min_votes=config.min_votes)
         views = {}
         for view, points in sorted(by_view.items(), key=lambda kv: float(kv[0])):

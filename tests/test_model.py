@@ -198,3 +198,26 @@ def test_random_preset_base_round_trips(tmp_path, video_path):
     assert a.config.base == "preset:tiny-random"
     b = Assessor.from_pretrained(a.save_pretrained(tmp_path / "ck"), device="cpu")
     assert a.assess(str(video_path)).quality == pytest.approx(b.assess(str(video_path)).quality, abs=1e-5)
+
+
+def test_build_batch_matches_the_processor(tiny_assessor, video_path):
+    """Pixels are processed once per video and the video tokens expanded by hand: the result
+    must equal transformers' processor given the video once per sequence."""
+    from lmmeval.media import load_visual
+    from lmmeval.model.lmme import TASKS, question_prompt
+
+    proc = tiny_assessor.processor
+    visuals = [load_visual(str(video_path), tiny_assessor.config.sampling), load_visual(_image(), tiny_assessor.config.sampling)]
+    ours = build_batch(proc, visuals, TASKS)
+    texts = [question_prompt(proc, t) for _ in visuals for t in TASKS]
+    videos = [torch.from_numpy(v.frames).permute(0, 3, 1, 2) for v in visuals for _ in TASKS]
+    meta = [{"fps": v.fps, "total_num_frames": len(v.frames)} for v in visuals for _ in TASKS]
+    proc.tokenizer.padding_side = "left"
+    ref = proc(text=texts, videos=videos, video_metadata=meta, do_sample_frames=False, padding=True, return_tensors="pt")
+    for key in ("input_ids", "attention_mask", "mm_token_type_ids"):
+        torch.testing.assert_close(getattr(ours, key), ref[key])
+    k = len(TASKS)
+    torch.testing.assert_close(ours.video_grid_thw, ref["video_grid_thw"][::k])
+    torch.testing.assert_close(ours.second_per_grid_ts.float(), torch.as_tensor(ref["second_per_grid_ts"])[::k].float())
+    per_seq = torch.split(ref["pixel_values_videos"], ref["video_grid_thw"].prod(-1).tolist())
+    torch.testing.assert_close(ours.pixel_values_videos, torch.cat(per_seq[::k]))

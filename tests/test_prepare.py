@@ -148,3 +148,19 @@ def test_cli_prepare_errors_exit_2_with_message(tmp_path, capsys):
 def test_min_votes_is_validated():
     with pytest.raises(ValueError, match="min_votes"):
         PrepareConfig(min_votes=0)
+
+
+def test_per_view_descriptions_all_count(tmp_path, synthetic_raw):
+    """An annotator who describes the views differently: every description reaches the categories."""
+    raw = tmp_path / "raw"
+    shutil.copytree(synthetic_raw, raw)
+    lines = (raw / "marks.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    video = records[0]["video"]
+    for r in records:
+        if r["video"] == video and r["annotator"] == "A1":
+            r["description"] = {-45: "looks fine", 0: "the left eye melts", 45: "looks fine"}[r["view"]]
+    (raw / "marks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    record = next(r for r in load_manifest(prepare(raw, tmp_path / "out", progress=False)) if r["id"] == video)
+    assert "Eye Distortions" in record["categories"]
+    assert record["descriptions"]["A1"] == "looks fine / the left eye melts"
