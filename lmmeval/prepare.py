@@ -11,7 +11,7 @@ Output folder:
     summary.json     counts, MOS statistics, rejected subjects, level and category tables
 
 A manifest record:
-    {"id", "video", "generator", "fold", "num_frames", "fps",
+    {"id", "video", "generator", "fold", "num_frames", "fps", "width", "height",
      "mos": {"quality", "authenticity"}, "level": {"quality", "authenticity"},
      "n_raters": {...}, "categories": [...], "descriptions": {annotator: text},
      "views": {"-45": {"frame": int, "saliency": "saliency/<id>_-45.png", "fixations": [[x, y], ...]}, ...},
@@ -203,7 +203,7 @@ def prepare(raw_dir: str | Path, out_dir: str | Path, config: PrepareConfig = Pr
         conversations.append(conversation(DISTORTION_QUESTION, distortion_answer(categories)))
         records.append({
             "id": video, "video": f"videos/{src.name}", "generator": generators[video], "fold": folds[video],
-            "num_frames": info["num_frames"], "fps": info["fps"],
+            "num_frames": info["num_frames"], "fps": info["fps"], "width": info["width"], "height": info["height"],
             "mos": {dim: round(mos[(video, dim)], 4) for dim in DIMENSIONS},
             "level": {dim: levels[dim][video] for dim in DIMENSIONS},
             "n_raters": {dim: mos.n_subjects[(video, dim)] for dim in DIMENSIONS},

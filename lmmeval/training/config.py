@@ -45,6 +45,7 @@ class TrainConfig:
     saliency_loss: SaliencyLossWeights = field(default_factory=SaliencyLossWeights)
     sampling: SamplingConfig | None = None  # stage 1 only; later stages inherit the checkpoint's
     lora: LoraSettings = field(default_factory=LoraSettings)  # stage 1 creates the adapter with these
+    group_by_length: bool = False  # batch videos of similar token counts together (less padding)
     gradient_checkpointing: bool = False  # non-reentrant, so LoRA still gets gradients
     save_every: int = 50  # steps between resumable checkpoints
     log_every: int = 1  # steps between log.csv rows

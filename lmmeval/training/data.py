@@ -9,7 +9,7 @@ import torch
 
 from ..annotations import load_saliency_png
 from ..labels import DIMENSIONS
-from ..media import Visual, load_visual
+from ..media import Visual, load_visual, sample_times
 from ..model.lmme import ModelBatch, build_batch
 from ..prompts import distortion_answer
 
@@ -32,6 +32,26 @@ def saliency_targets(record: dict, visual: Visual) -> list[tuple[int, np.ndarray
     return out
 
 
+def estimated_tokens(record: dict, sampling) -> float:
+    """Video tokens a record will give under ``sampling``, from the manifest alone (no decoding).
+
+    Sampled frames as ``load_visual`` picks them; per temporal pair of frames, one
+    token per 28 x 28 pixels of the frame resized into [min_pixels, max_pixels] (the
+    processor also rounds sides to multiples of 28: an estimate, exact for such sizes).
+    Records without ``width``/``height`` (manifests from before they were stored)
+    count as full-budget frames.
+    """
+    duration = (record["num_frames"] - 1) / record["fps"]  # first to last frame, as load_visual measures it
+    frames = len(sample_times(duration, sampling.fps, sampling.min_frames, sampling.max_frames))
+    pixels = record.get("width", 0) * record.get("height", 0) or sampling.max_pixels
+    pixels = min(max(pixels, sampling.min_pixels), sampling.max_pixels)
+    return frames / 2 * pixels / (28 * 28)
+
+
+# Length grouping sorts windows of this many global batches by length.
+GROUP_WINDOW = 32
+
+
 @dataclass
 class TrainBatch:
     model: ModelBatch
@@ -49,14 +69,33 @@ class ManifestData:
     """Records of a manifest, decoded on demand, in a seeded order that a resume can replay."""
 
     def __init__(self, records: list[dict], processor, sampling, tasks: tuple[str, ...], seed: int = 0,
-                 with_saliency: bool = False):
+                 with_saliency: bool = False, group_by_length: bool = False, global_batch: int = 1):
         if not records:
             raise ValueError("no training records (check 'fold': every record may be held out)")
         self.records, self.processor, self.sampling = records, processor, sampling
         self.tasks, self.seed, self.with_saliency = tasks, seed, with_saliency
+        self.group_by_length, self.global_batch = group_by_length, global_batch
+        self.lengths = np.array([estimated_tokens(r, sampling) for r in records]) if group_by_length else None
 
     def order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.records))
+        """The epoch's record order, a pure function of (seed, epoch) so a resume replays it.
+
+        With ``group_by_length``, each window of ``GROUP_WINDOW`` global batches is
+        sorted by estimated length, so that a batch holds videos of similar token
+        counts (little padding), and then the global batches are shuffled, so that
+        lengths do not rise monotonically through the epoch.
+        """
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.records))
+        if not self.group_by_length:
+            return order
+        window = self.global_batch * GROUP_WINDOW
+        for start in range(0, len(order), window):
+            part = order[start:start + window]
+            order[start:start + window] = part[np.argsort(self.lengths[part], kind="stable")]
+        full = len(order) // self.global_batch * self.global_batch
+        blocks = order[:full].reshape(-1, self.global_batch)  # (batches, global batch)
+        return np.concatenate([blocks[rng.permutation(len(blocks))].reshape(-1), order[full:]])
 
     def batch(self, indices) -> TrainBatch:
         records = [self.records[i] for i in indices]

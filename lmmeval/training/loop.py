@@ -154,8 +154,10 @@ def run_stage(config: TrainConfig, deepspeed_config: str | None = None, resume: 
         assessor.model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = trainable_parameters(assessor, config.stage)
     records = [r for r in load_manifest(config.manifest) if r["fold"] != config.fold]
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     data = ManifestData(records, assessor.processor, assessor.config.sampling, stage_tasks(config), seed=config.seed,
-                        with_saliency=config.stage == 3)
+                        with_saliency=config.stage == 3, group_by_length=config.group_by_length,
+                        global_batch=config.batch_size * world)
 
     optimizer = torch.optim.AdamW(list(params.values()), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
@@ -163,7 +165,6 @@ def run_stage(config: TrainConfig, deepspeed_config: str | None = None, resume: 
     engine, _, _, _ = deepspeed.initialize(model=assessor.model, optimizer=optimizer, lr_scheduler=scheduler,
                                            model_parameters=list(params.values()), config=ds_config)
     assessor.model.train()
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     ckpt_root = out_dir / CHECKPOINTS
     step, epoch, pos = 0, 0, 0
     if resume:
