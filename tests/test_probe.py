@@ -1,0 +1,42 @@
+"""The backbone probe: config checks, and a short run per encoder family on the small synthetic set."""
+
+import numpy as np
+import pytest
+
+from lmmeval.model.config import SamplingConfig
+from lmmeval.prepare import load_manifest
+from lmmeval.probe import ProbeConfig, QwenVisionEncoder, run_probe
+
+SAMPLING = SamplingConfig(fps=4.0, max_frames=8, max_pixels=112 * 112)
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="encoder must be one of"):
+        ProbeConfig(encoder="vgg")
+    with pytest.raises(ValueError, match="epochs"):
+        ProbeConfig(epochs=0)
+
+
+@pytest.mark.parametrize("encoder", ["qwen-vit", "mobilenet_v3_small"])
+def test_probe_trains_and_reports_each_epoch(prepared_manifest, encoder):
+    records = load_manifest(prepared_manifest)
+    train, test = [r for r in records if r["fold"] != 0], [r for r in records if r["fold"] == 0]
+    out = run_probe(train, test, SAMPLING, ProbeConfig(encoder=encoder, epochs=2, batch_size=8), progress=False)
+    assert (out["n_train"], out["n_test"]) == (len(train), len(test))
+    assert [h["epoch"] for h in out["history"]] == [1, 2]
+    for h in out["history"]:
+        for key in ("quality_srcc", "authenticity_srcc"):
+            assert h[key] is None or -1 <= h[key] <= 1
+        assert 0 <= h["exact_set_accuracy"] <= 1
+    assert out["parameters"] > 1e5
+
+
+def test_qwen_encoder_sees_the_processor_grid(prepared_manifest):
+    """The Qwen probe is fed the processor's patches: 8 frames of 112 x 112 -> a (4, 8, 8) grid."""
+    records = load_manifest(prepared_manifest)[:2]
+    encoder = QwenVisionEncoder(wide=False)
+    inputs = encoder.inputs(records, SAMPLING)
+    assert inputs["grid"].tolist() == [[4, 8, 8]] * 2
+    assert inputs["pixels"].shape == (2, 4 * 8 * 8, 3 * 2 * 14 * 14)
+    features = encoder(**inputs)
+    assert features.shape == (2, 128) and np.isfinite(features.detach().numpy()).all()
