@@ -65,8 +65,13 @@ def _score(args: argparse.Namespace) -> int:
         from .scoring import score_distributed
 
         options.pop("csv_path")
-        summary = score_distributed(lambda device: Assessor.from_pretrained(args.model, device=device, base=args.base),
-                                    args.inputs, args.out, resume=args.resume, **options)
+        def load(device):
+            assessor = Assessor.from_pretrained(args.model, device=device, base=args.base)
+            if args.compile:
+                assessor.compile()
+            return assessor
+
+        summary = score_distributed(load, args.inputs, args.out, resume=args.resume, **options)
         if int(os.environ["RANK"]) != 0:
             return 1 if summary.failed else 0
         if args.csv:
@@ -75,6 +80,8 @@ def _score(args: argparse.Namespace) -> int:
             write_csv(Path(args.out), Path(args.csv))
     else:
         assessor = Assessor.from_pretrained(args.model, device=args.device, base=args.base)
+        if args.compile:
+            assessor.compile()
         summary = score_files(assessor, args.inputs, args.out, resume=args.resume, **options)
     print(f"{summary.total} inputs: {summary.scored} scored ({summary.low_confidence} flagged low-confidence), "
           f"{summary.failed} failed, {summary.skipped} already in {args.out} (resume)")
@@ -180,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0,
                    help="decode the next batches in this many worker processes while the model runs (default 0)")
     p.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the vision blocks and decoder layers (pays off on large runs: the first "
+                        "batches are slow while kernels are built)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_score)
 

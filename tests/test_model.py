@@ -221,3 +221,23 @@ def test_build_batch_matches_the_processor(tiny_assessor, video_path):
     torch.testing.assert_close(ours.second_per_grid_ts.float(), torch.as_tensor(ref["second_per_grid_ts"])[::k].float())
     per_seq = torch.split(ref["pixel_values_videos"], ref["video_grid_thw"].prod(-1).tolist())
     torch.testing.assert_close(ours.pixel_values_videos, torch.cat(per_seq[::k]))
+
+
+def test_compiled_blocks_give_the_same_results(tiny_base, video_path):
+    """Regional torch.compile traces every vision block and decoder layer (dynamo + AOT
+    autograd; the kernel-generating backend only changes the code that runs them)."""
+    from lmmeval.model.config import SamplingConfig
+
+    sampling = SamplingConfig(max_pixels=112 * 112, max_frames=8)
+    assessor = Assessor.from_base(tiny_base, device="cpu", sampling=sampling)
+    before = assessor.assess(video_path)
+    torch._dynamo.reset()
+    assessor.compile(backend="aot_eager")
+    core = assessor.model.backbone.model
+    assert all(getattr(b, "_compiled_call_impl", None) is not None for b in core.language_model.layers)
+    after = assessor.assess(video_path)
+    assert after.quality == pytest.approx(before.quality, abs=1e-4)
+    for dim in ("quality", "authenticity"):
+        for level in LEVELS:
+            assert after.level_probs[dim][level] == pytest.approx(before.level_probs[dim][level], abs=1e-5)
+    np.testing.assert_allclose(after.saliency, before.saliency, atol=1e-5)
