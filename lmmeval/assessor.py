@@ -23,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .labels import LEVELS
 from .media import Visual, load_visual
 from .model.config import CONFIG_NAME, AssessorConfig, SamplingConfig
 from .model.heads import RegressionHead, RegressionHeadConfig, SaliencyDecoder, SaliencyDecoderConfig
-from .model.lmme import LEVEL_TASKS, LMME3DHF, build_batch
+from .model.lmme import LEVEL_TASKS, LMME3DHF, build_batch, preprocess_videos
 from .prompts import DISTORTION_ANSWER_STEM, parse_distortion_answer
 
 HEADS_NAME = "heads.safetensors"
@@ -329,13 +330,16 @@ class Assessor:
     @torch.inference_mode()
     def _run(self, visuals: list[Visual], saliency: bool, describe: bool) -> list[dict]:
         model = self.model
-        batch = build_batch(self.processor, visuals, LEVEL_TASKS).to(self.device)
+        pixels = preprocess_videos(self.processor, visuals)  # once for every question below
+        batch = build_batch(self.processor, visuals, LEVEL_TASKS, pixels=pixels).to(self.device)
         sizes = [v.original_size for v in visuals]
         out = model(batch, with_saliency=saliency, out_sizes=sizes)
         probs = torch.softmax(out["level_logits"], dim=-1).cpu().numpy()  # (B, 2, 5)
         scores = out["scores"].float().cpu().numpy()  # (B, 2)
-        distortions = self._generate(visuals, "distortions")
-        descriptions = self._generate(visuals, "describe") if describe else [None] * len(visuals)
+        # The answers are generated on the vision features of the pass above (no second vision pass).
+        features = out["video_features"]
+        distortions = self._generate(visuals, "distortions", pixels, features)
+        descriptions = self._generate(visuals, "describe", pixels, features) if describe else [None] * len(visuals)
         results = []
         for b, v in enumerate(visuals):
             level_probs = {dim: dict(zip(LEVELS, probs[b, j].tolist())) for j, dim in enumerate(LEVEL_TASKS)}
@@ -351,15 +355,24 @@ class Assessor:
             results.append(res)
         return results
 
-    def _generate(self, visuals: list[Visual], task: str, max_new_tokens: int = 48) -> list[str]:
-        """Greedy answers to the distortion question (after its stem) or a free description."""
+    def _generate(self, visuals: list[Visual], task: str, pixels: dict | None = None, video_features=None,
+                  max_new_tokens: int = 48) -> list[str]:
+        """Greedy answers to the distortion question (after its stem) or a free description.
+
+        ``pixels`` (``preprocess_videos``) and ``video_features`` (the forward pass's merged
+        vision tokens per video) skip preprocessing and the vision tower; without them, or
+        with a transformers whose generate cannot take encoder outputs, pixels are encoded here.
+        """
         tasks = ("distortions",) if task == "distortions" else ("describe",)
-        batch = build_batch(self.processor, visuals, tasks).to(self.device)
-        out = self.model.backbone.generate(
+        batch = build_batch(self.processor, visuals, tasks, pixels=pixels).to(self.device)
+        backbone = self.model.backbone
+        vision = {"pixel_values_videos": batch.pixel_values_videos}
+        if video_features is not None and getattr(backbone, "_supports_mm_encoder_outputs", lambda: False)():
+            vision = {"mm_encoder_outputs": {"video": BaseModelOutputWithPooling(pooler_output=tuple(video_features))}}
+        out = backbone.generate(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask, mm_token_type_ids=batch.mm_token_type_ids,
-            pixel_values_videos=batch.pixel_values_videos, video_grid_thw=batch.video_grid_thw,
-            second_per_grid_ts=batch.second_per_grid_ts, max_new_tokens=max_new_tokens, do_sample=False,
-            pad_token_id=self.processor.tokenizer.pad_token_id,
+            video_grid_thw=batch.video_grid_thw, second_per_grid_ts=batch.second_per_grid_ts, **vision,
+            max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.processor.tokenizer.pad_token_id,
         )
         new = out[:, batch.input_ids.shape[1]:]
         texts = self.processor.batch_decode(new, skip_special_tokens=True)

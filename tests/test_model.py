@@ -241,3 +241,30 @@ def test_compiled_blocks_give_the_same_results(tiny_base, video_path):
         for level in LEVELS:
             assert after.level_probs[dim][level] == pytest.approx(before.level_probs[dim][level], abs=1e-5)
     np.testing.assert_allclose(after.saliency, before.saliency, atol=1e-5)
+
+
+def test_answers_are_generated_on_the_forward_pass_vision_features(synthetic_raw, monkeypatch):
+    """The distortion answer and the description reuse the forward pass's vision tokens:
+    the same text as encoding the pixels again, and no second vision-tower run."""
+    from lmmeval.media import load_visual
+    from lmmeval.model.lmme import preprocess_videos
+
+    a = Assessor.from_pretrained(device="cpu")  # the demo checkpoint: its answers name categories
+    a.model.eval()
+    videos = sorted((synthetic_raw / "videos").glob("*.mp4"))[:4]
+    visuals = [load_visual(str(p), a.config.sampling) for p in videos]
+    pixels = preprocess_videos(a.processor, visuals)
+    with torch.inference_mode():
+        features = a.model(build_batch(a.processor, visuals, LEVEL_TASKS, pixels=pixels), with_saliency=False)["video_features"]
+        visual = a.model.backbone.model.visual
+        calls = []
+        handle = visual.register_forward_hook(lambda *args: calls.append(1))
+        reused = {task: a._generate(visuals, task, pixels, features) for task in ("distortions", "describe")}
+        assert calls == []
+        fresh = {task: a._generate(visuals, task) for task in ("distortions", "describe")}
+        assert len(calls) == 2
+        handle.remove()
+    assert reused == fresh
+    from lmmeval.prompts import DISTORTION_ANSWER_STEM, parse_distortion_answer
+
+    assert all(t.startswith(DISTORTION_ANSWER_STEM) and parse_distortion_answer(t) for t in reused["distortions"])

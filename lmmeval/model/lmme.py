@@ -101,25 +101,35 @@ class ModelBatch:
         return ModelBatch(**{k: (move(v) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()})
 
 
-def build_batch(processor, visuals, tasks: tuple[str, ...] = LEVEL_TASKS, answers: list[dict] | None = None) -> ModelBatch:
-    """Tokenise B visuals x K tasks; ``answers[b][task]`` (text after the stem) adds labels.
-
-    Each answer continues its stem directly, e.g. " good." or " Eye Distortions.",
-    and is followed by ``<|im_end|>``; the labels cover the answer and the end token
-    (the stem is part of the prompt, so the model learns to fill it, not repeat it).
-    """
-    tokenizer, video_processor = processor.tokenizer, processor.video_processor
-    # Pixels once per video (the processor would redo them for every sequence that shows it).
+def preprocess_videos(processor, visuals) -> dict[str, torch.Tensor]:
+    """The video processor's ``pixel_values_videos`` (all patches) and ``video_grid_thw`` (B, 3)."""
+    video_processor = processor.video_processor
     videos = [torch.from_numpy(v.frames).permute(0, 3, 1, 2) for v in visuals]  # (T, 3, h, w)
     pixels = video_processor(videos=videos, video_metadata=[{"fps": v.fps, "total_num_frames": len(v.frames)}
                                                             for v in visuals],
                              do_sample_frames=False, return_tensors="pt")
-    grid = pixels["video_grid_thw"]  # (B, 3)
+    grid = pixels["video_grid_thw"]
     expected = [v.frames.shape[1] * v.frames.shape[2] // (14 * 14) for v in visuals]
     if (grid[:, 1] * grid[:, 2]).tolist() != expected:
         raise ValueError(f"the processor resized frames differently from the sampling config "
                          f"({(grid[:, 1] * grid[:, 2]).tolist()} vs {expected} patches); widen the processor's "
                          "min/max pixels or match sampling.max_pixels to it")
+    return {"pixel_values_videos": pixels["pixel_values_videos"], "video_grid_thw": grid}
+
+
+def build_batch(processor, visuals, tasks: tuple[str, ...] = LEVEL_TASKS, answers: list[dict] | None = None,
+                pixels: dict[str, torch.Tensor] | None = None) -> ModelBatch:
+    """Tokenise B visuals x K tasks; ``answers[b][task]`` (text after the stem) adds labels.
+
+    Each answer continues its stem directly, e.g. " good." or " Eye Distortions.",
+    and is followed by ``<|im_end|>``; the labels cover the answer and the end token
+    (the stem is part of the prompt, so the model learns to fill it, not repeat it).
+    ``pixels`` (from ``preprocess_videos``) reuses an earlier preprocessing of the same visuals.
+    """
+    tokenizer, video_processor = processor.tokenizer, processor.video_processor
+    # Pixels once per video (the processor would redo them for every sequence that shows it).
+    pixels = pixels if pixels is not None else preprocess_videos(processor, visuals)
+    grid = pixels["video_grid_thw"]  # (B, 3)
     # Text: each sequence's single <|video_pad|> expanded to its video's token count, as the
     # processor's own expansion does (tests compare the two).
     texts, suffix_lens = [], []
@@ -183,7 +193,8 @@ class LMME3DHF(nn.Module):
 
         level_logits (B, 2, 5) for quality/authenticity; scores (B, 2) on [0, 100];
         lm_loss (scalar) when ``batch.labels`` is set; saliency_logits: list of (t, H, W)
-        per sample when ``with_saliency``; video_states: list of (tokens, d).
+        per sample when ``with_saliency``; video_states: list of (tokens, d);
+        video_features: the vision tower's merged tokens per sample, (tokens, d) each.
         """
         k = len(batch.tasks)
         merged, patches, merge = self._encode_videos(batch)
@@ -200,7 +211,7 @@ class LMME3DHF(nn.Module):
         hidden = out.last_hidden_state  # (B*K, L, d)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         stem_states = hidden[rows, batch.stem_end]  # (B*K, d)
-        result: dict = {}
+        result: dict = {"video_features": merged}  # per video (tokens, d): generate() can reuse them
 
         level_rows = [i for i in range(hidden.shape[0]) if batch.tasks[i % k] in LEVEL_TASKS]
         if level_rows:
