@@ -49,7 +49,7 @@ demo-checkpoint: $(STAMP)
 # 5-fold cross-validation of the tiny preset and the CNN baseline on a synthetic study
 # (about 30 minutes on 2 CPU cores); writes docs/results.md.
 cv: $(STAMP)
-	$(PY) train/cross_validate.py
+	$(PY) train/cross_validate.py --steps 1000
 
 # Which vision encoder learns the benchmark from scratch: a 2,000-video study, then the
 # tiny Qwen2.5-VL vision tower vs a ResNet-18 (about 40 minutes on 2 CPU cores);
