@@ -47,7 +47,7 @@ demo-checkpoint: $(STAMP)
 	$(PY) train/build_demo_checkpoint.py
 
 # 5-fold cross-validation of the tiny preset and the CNN baseline on a synthetic study
-# (about 30 minutes on 2 CPU cores); writes docs/results.md.
+# (about 40 minutes on 2 CPU cores); writes docs/results.md.
 cv: $(STAMP)
 	$(PY) train/cross_validate.py --steps 1000
 
