@@ -364,10 +364,14 @@ class Assessor:
         with a transformers whose generate cannot take encoder outputs, pixels are encoded here.
         """
         tasks = ("distortions",) if task == "distortions" else ("describe",)
-        batch = build_batch(self.processor, visuals, tasks, pixels=pixels).to(self.device)
+        batch = build_batch(self.processor, visuals, tasks, pixels=pixels)
         backbone = self.model.backbone
+        reuse = video_features is not None and getattr(backbone, "_supports_mm_encoder_outputs", lambda: False)()
+        if reuse:  # the pixels are not needed: do not copy them to the device
+            batch = dataclasses.replace(batch, pixel_values_videos=batch.pixel_values_videos[:0])
+        batch = batch.to(self.device)
         vision = {"pixel_values_videos": batch.pixel_values_videos}
-        if video_features is not None and getattr(backbone, "_supports_mm_encoder_outputs", lambda: False)():
+        if reuse:
             vision = {"mm_encoder_outputs": {"video": BaseModelOutputWithPooling(pooler_output=tuple(video_features))}}
         out = backbone.generate(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask, mm_token_type_ids=batch.mm_token_type_ids,

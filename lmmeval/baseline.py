@@ -45,24 +45,30 @@ class FrameCNN(nn.Module):
 
     def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, t = clips.shape[:2]
-        emb = self.features(clips.flatten(0, 1)).reshape(b, t, -1).mean(1)  # (b, 576)
+        emb = self.features(normalise(clips.flatten(0, 1))).reshape(b, t, -1).mean(1)  # (b, 576)
         return 100 * torch.sigmoid(self.scores(emb)), self.categories(emb)
 
 
-def _clips(records: list[dict], sampling, frames: int) -> torch.Tensor:
+def frame_clips(records: list[dict], sampling, frames: int) -> torch.Tensor:
+    """(n, frames, 3, h, w) uint8: ``frames`` evenly spaced among each video's sampled frames
+    (kept uint8: normalised per batch, a quarter of the memory)."""
     out = []
     for r in records:
         v = load_visual(str(r["video_path"]), sampling).frames  # (T, h, w, 3)
         pick = np.linspace(0, len(v) - 1, frames).round().astype(int)
-        x = torch.from_numpy(v[pick]).permute(0, 3, 1, 2).float() / 255
-        out.append((x - MEAN) / STD)
-    return torch.stack(out)  # (n, frames, 3, h, w)
+        out.append(torch.from_numpy(v[pick]).permute(0, 3, 1, 2))
+    return torch.stack(out)
+
+
+def normalise(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (n, 3, h, w) -> float, ImageNet mean/std."""
+    return (frames.float() / 255 - MEAN) / STD
 
 
 def train_baseline(records: list[dict], sampling, config: BaselineConfig = BaselineConfig()) -> FrameCNN:
     torch.manual_seed(config.seed)
     model = FrameCNN()
-    clips = _clips(records, sampling, config.frames)
+    clips = frame_clips(records, sampling, config.frames)
     mos = torch.tensor([[r["mos"][d] for d in DIMENSIONS] for r in records], dtype=torch.float32)
     cats = torch.tensor([[c in r["categories"] for c in CATEGORIES] for r in records], dtype=torch.float32)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
@@ -81,6 +87,6 @@ def train_baseline(records: list[dict], sampling, config: BaselineConfig = Basel
 @torch.no_grad()
 def predict_baseline(model: FrameCNN, records: list[dict], sampling, config: BaselineConfig = BaselineConfig()):
     """(scores (n, 2) numpy, category lists) for ``records``."""
-    scores, logits = model(_clips(records, sampling, config.frames))
+    scores, logits = model(frame_clips(records, sampling, config.frames))
     categories = [[c for c, p in zip(CATEGORIES, row) if p > 0] or [NO_DISTORTION] for row in logits.tolist()]
     return scores.numpy(), categories

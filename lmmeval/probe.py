@@ -26,10 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .baseline import CATEGORIES, MEAN, STD
+from .baseline import CATEGORIES, frame_clips, normalise
 from .labels import DIMENSIONS
 from .media import load_visual
 from .metrics import srcc
+from .model.lmme import preprocess_videos
 
 ENCODERS = ("qwen-vit", "qwen-vit-wide", "resnet18", "mobilenet_v3_small")
 
@@ -69,10 +70,7 @@ class QwenVisionEncoder(nn.Module):
     def inputs(self, records: list[dict], sampling) -> dict[str, torch.Tensor]:
         pixels, grids = [], []
         for r in records:
-            v = load_visual(str(r["video_path"]), sampling)
-            out = self.processor.video_processor(videos=[torch.from_numpy(v.frames).permute(0, 3, 1, 2)],
-                                                 video_metadata=[{"fps": v.fps, "total_num_frames": len(v.frames)}],
-                                                 do_sample_frames=False, return_tensors="pt")
+            out = preprocess_videos(self.processor, [load_visual(str(r["video_path"]), sampling)])
             pixels.append(out["pixel_values_videos"])
             grids.append(out["video_grid_thw"][0])
         if len({tuple(g.tolist()) for g in grids}) != 1:
@@ -102,17 +100,11 @@ class FrameEncoder(nn.Module):
         self.frames = frames
 
     def inputs(self, records: list[dict], sampling) -> dict[str, torch.Tensor]:
-        clips = []
-        for r in records:
-            v = load_visual(str(r["video_path"]), sampling).frames  # (T, h, w, 3) uint8
-            pick = np.linspace(0, len(v) - 1, self.frames).round().astype(int)
-            clips.append(torch.from_numpy(v[pick]).permute(0, 3, 1, 2))
-        return {"clips": torch.stack(clips)}  # uint8, normalised per batch to keep memory low
+        return {"clips": frame_clips(records, sampling, self.frames)}
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         b, t = clips.shape[:2]
-        x = (clips.flatten(0, 1).float() / 255 - MEAN) / STD
-        return self.features(x).reshape(b, t, -1).mean(1)
+        return self.features(normalise(clips.flatten(0, 1))).reshape(b, t, -1).mean(1)
 
 
 class Probe(nn.Module):
