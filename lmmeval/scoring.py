@@ -43,18 +43,23 @@ def collect_inputs(paths: list[str | Path]) -> list[Path]:
 
 
 def read_done(out_path: Path) -> set[str]:
-    """Paths already in a results file; a torn last line (killed mid-write) is cut off."""
+    """Paths already in a results file; a torn last line (killed mid-write) is cut off.
+
+    Any other line that is not a result row is an error naming the file and line:
+    the file is left untouched rather than truncated there (it may be the wrong file).
+    """
     if not out_path.exists():
         return set()
     data = out_path.read_bytes()
     done, keep = set(), 0
-    for line in data.splitlines(keepends=True):
+    for number, line in enumerate(data.splitlines(keepends=True), start=1):
         if not line.endswith(b"\n"):
             break  # torn: the writer died before the newline
         try:
             done.add(json.loads(line)["path"])
-        except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
-            break
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+            raise ValueError(f"{out_path}:{number}: not a result row of lmmeval score; refusing to resume "
+                             "into this file") from None
         keep += len(line)
     if keep != len(data):
         with open(out_path, "r+b") as f:

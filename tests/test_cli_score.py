@@ -62,6 +62,20 @@ def test_resume_skips_done_inputs_and_drops_a_torn_line(checkpoint, folder, tmp_
     assert len(rows) == 3 and len({r["path"] for r in rows}) == 3  # every input exactly once
 
 
+def test_resume_refuses_a_file_that_is_not_a_results_file(tmp_path):
+    """A complete line that is not a result row stops the resume with its line number; nothing is cut."""
+    from lmmeval.scoring import read_done
+
+    out = tmp_path / "notes.jsonl"
+    text = '{"path": "a.mp4"}\nsome notes\n{"path": "b.mp4"}\n'
+    out.write_text(text)
+    with pytest.raises(ValueError, match=r"notes.jsonl:2: not a result row"):
+        read_done(out)
+    assert out.read_text() == text
+    out.write_text('{"path": "a.mp4"}\n{"path": "b.m')  # torn last line: dropped
+    assert read_done(out) == {"a.mp4"} and out.read_text() == '{"path": "a.mp4"}\n'
+
+
 def test_score_help_explains(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["score", "--help"])
