@@ -22,7 +22,6 @@ from .labels import DIMENSIONS
 from .prepare import load_manifest
 from .training import load_train_config, run_stage
 
-SCORE_KEYS = ("srcc", "plcc_fitted", "krcc", "pairwise_accuracy")
 SALIENCY_KEYS = ("auc_judd", "nss", "cc", "sim", "kld")
 
 
@@ -82,6 +81,10 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     configs = [Path(c) for c in (configs or ["configs/tiny/stage1.yaml", "configs/tiny/stage2.yaml",
                                              "configs/tiny/stage3.yaml"])]
     manifest, work = Path(manifest), Path(work)
+    present = sorted({r["fold"] for r in load_manifest(manifest)})
+    if present != list(range(folds)):
+        raise ValueError(f"{manifest}: its folds are {present}, not 0..{folds - 1}; prepare it with --folds {folds} "
+                         f"or pass --folds {len(present)}")
     start = time.time()
     results = []
     for k in range(folds):

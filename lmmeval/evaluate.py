@@ -53,6 +53,8 @@ def score_report(pred, mos) -> dict:
 def evaluate(assessor: Assessor, records: list[dict], batch_size: int = 4, progress: bool = True) -> dict:
     from tqdm import tqdm
 
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     batches = assessor.assess_batches([str(r["video_path"]) for r in records], batch_size)
     preds = [r for batch in tqdm(batches, total=-(-len(records) // batch_size), desc="evaluating", unit="batch",
                                  disable=not progress) for r in batch]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import os
 import shutil
 from collections import Counter, defaultdict
@@ -36,7 +35,6 @@ from .labels import DIMENSIONS, DISTORTIONS, score_to_level
 from .media import VIDEO_SUFFIXES, video_info
 from .prompts import DISTORTION_QUESTION, QUESTIONS, conversation, distortion_answer, level_answer
 
-log = logging.getLogger("lmmeval")
 
 
 @dataclass(frozen=True)
@@ -217,6 +215,14 @@ def prepare(raw_dir: str | Path, out_dir: str | Path, config: PrepareConfig = Pr
     summary["rejected_subjects"] = mos.rejected
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return manifest_path
+
+
+def check_fold(records: list[dict], fold: int, manifest) -> None:
+    """``fold`` must be -1 (none held out) or one of the manifest's folds: a typo would
+    otherwise hold out nothing (training) or test on nothing (evaluation)."""
+    folds = sorted({r["fold"] for r in records})
+    if fold != -1 and fold not in folds:
+        raise ValueError(f"{manifest}: no record in fold {fold}; its folds are {folds} (-1: use every record)")
 
 
 def load_manifest(path: str | Path) -> list[dict]:

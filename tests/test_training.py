@@ -170,3 +170,16 @@ def test_every_shipped_config_parses(path):
     config = load_train_config(path)
     assert path.read_text().startswith("# Stage") and "train/stage" in path.read_text().splitlines()[1]
     assert config.stage == int(path.stem[-1])
+
+
+def test_an_unknown_fold_is_an_error(train8, tmp_path):
+    """A fold the manifest does not have would hold out nothing: refuse it, naming the folds."""
+    with pytest.raises(ValueError, match=r"no record in fold 7; its folds are \[\d"):
+        run_stage(_config(1, train8, tmp_path / "s1", base="tiny", fold=7), None, progress=False)
+
+
+def test_cross_validation_checks_the_manifest_folds(prepared_manifest, tmp_path):
+    from lmmeval.crossval import cross_validate
+
+    with pytest.raises(ValueError, match=r"its folds are \[0, 1, 2, 3, 4\], not 0..2"):
+        cross_validate(prepared_manifest, tmp_path, folds=3)

@@ -22,7 +22,7 @@ import torch
 
 from ..assessor import Assessor
 from ..model.lmme import LEVEL_TASKS, TASKS
-from ..prepare import load_manifest
+from ..prepare import check_fold, load_manifest
 from .config import TrainConfig
 from .data import ManifestData, TrainBatch
 from .losses import pairwise_loss, regression_loss, saliency_loss
@@ -148,12 +148,15 @@ def run_stage(config: TrainConfig, deepspeed_config: str | None = None, resume: 
         torch.cuda.set_device(device)
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The manifest first: its errors should not wait for a model load.
+    all_records = load_manifest(config.manifest)
+    check_fold(all_records, config.fold, config.manifest)
+    records = [r for r in all_records if r["fold"] != config.fold]
     assessor = load_assessor_for(config, device)
     if config.gradient_checkpointing:
         # Non-reentrant: the reentrant variant silently yields no LoRA gradients.
         assessor.model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = trainable_parameters(assessor, config.stage)
-    records = [r for r in load_manifest(config.manifest) if r["fold"] != config.fold]
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     data = ManifestData(records, assessor.processor, assessor.config.sampling, stage_tasks(config), seed=config.seed,
                         with_saliency=config.stage == 3, group_by_length=config.group_by_length,
