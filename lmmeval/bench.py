@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -129,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
 
+    from .crossval import git_commit
     from .synth import SynthConfig, synthesize
 
     work = Path(tempfile.mkdtemp(prefix="lmmeval-bench-"))
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     # Floor: 2 FLOPs per parameter per token for the LLM over both questions, plus the ViT over its patches.
     floor_ms = 1000 * 2 * (llm_params * tokens + vis_params * patches) / (args.peak_tflops * 1e12)
     results = {"command": " ".join([Path(sys.executable).name, "-m", "lmmeval.bench", *(argv or sys.argv[1:])]),
-               "device": _device_name(device), "commit": _commit(), "torch": torch.__version__,
+               "device": _device_name(device), "commit": git_commit(), "torch": torch.__version__,
                "preset": args.preset, "llm_params": llm_params, "vision_params": vis_params,
                "tokens_per_video": tokens, "vision_patches_per_video": patches, "flop_floor_ms": floor_ms,
                "assess": [], "train_stage2": None}
@@ -178,14 +178,6 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text(json.dumps(results, indent=2))
         print(f"wrote {args.out}")
     return 0
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     for r in results:
         r["assessor"].pop("predictions", None)
     out = {"folds": results, "table": table(results), "minutes": (time.time() - start) / 60, "command": command,
-           "commit": _commit()}
+           "commit": git_commit()}
     work.mkdir(parents=True, exist_ok=True)
     (work / "results.json").write_text(json.dumps(out, indent=2))
     if results_md:
@@ -109,9 +109,10 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     return out
 
 
-def _commit() -> str:
+def git_commit() -> str:
+    """The checked-out commit (short hash), or 'unknown' outside a git checkout."""
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -10,13 +10,15 @@ held-out SRCC per epoch.
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-from lmmeval.model.config import SamplingConfig
 from lmmeval.prepare import load_manifest
+from lmmeval.crossval import git_commit
 from lmmeval.probe import ENCODERS, ProbeConfig, run_probe
+from lmmeval.training import load_train_config
+
+TINY_STAGE1 = Path(__file__).resolve().parent.parent / "configs" / "tiny" / "stage1.yaml"
 
 
 def main() -> int:
@@ -34,14 +36,14 @@ def main() -> int:
     test = [r for r in records if r["fold"] == args.fold]
     if not test:
         raise SystemExit(f"{args.manifest}: no record in fold {args.fold}")
-    # The sampling of configs/tiny/stage1.yaml: what the tiny assessor sees.
-    sampling = SamplingConfig(fps=4.0, max_frames=8, max_pixels=112 * 112, min_pixels=56 * 56)
+    # What the tiny assessor sees: the sampling of its stage-1 config.
+    sampling = load_train_config(TINY_STAGE1, {"manifest": args.manifest, "output_dir": ""}).sampling
     results = {}
     for name in args.encoders:
         results[name] = run_probe(train, test, sampling, ProbeConfig(encoder=name, epochs=args.epochs, lr=args.lr))
         print(name, json.dumps(results[name]["history"][-1]), flush=True)
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     command = "python train/probe_backbones.py " + " ".join(sys.argv[1:])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
