@@ -159,13 +159,14 @@ class Assessor:
             disable_batched_vision_attention(self.model.backbone)
         self.fast_vision = enabled
 
-    def compile(self, mode: str | None = None, backend: str = "inductor") -> None:
+    def compile(self, mode: str | None = None, backend="inductor") -> None:
         """Compile the repeated blocks (vision blocks, LLM decoder layers) with ``torch.compile``.
 
         Regional compilation: every layer has the same code, so one compile serves all
         of them and is far quicker than compiling the whole model; shapes are marked
         dynamic so that new video lengths do not recompile. The first batches run slowly
-        while kernels are built. ``mode`` and ``backend`` go to ``torch.compile``.
+        while kernels are built. ``mode`` and ``backend`` (a name or a callable) go to
+        ``torch.compile``.
         """
         core = self.model.backbone.model
         for block in [*core.visual.blocks, *core.language_model.layers]:

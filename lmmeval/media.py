@@ -264,14 +264,21 @@ def _from_array(arr: np.ndarray, sampling) -> Visual:
     return _finish(arr[indices], "<array>", False, indices, sampling.fps, sampling, notes)
 
 
+def frame_size(height: int, width: int, sampling) -> tuple[int, int]:
+    """The (height, width) a frame is resized to: sides multiples of 28 (patch x merge),
+    area within [min_pixels, max_pixels], aspect kept (qwen-vl-utils' rule)."""
+    from qwen_vl_utils import smart_resize
+
+    return smart_resize(height, width, factor=28, min_pixels=sampling.min_pixels, max_pixels=sampling.max_pixels)
+
+
 def _finish(frames: np.ndarray, source: str, is_image: bool, indices: list[int], fps: float, sampling, notes) -> Visual:
     from PIL import Image
-    from qwen_vl_utils import smart_resize
 
     t, h, w, _ = frames.shape
     if h < 4 or w < 4:
         raise ValueError(f"{source}: frames of {w}x{h} pixels are too small to assess")
-    nh, nw = smart_resize(h, w, factor=28, min_pixels=sampling.min_pixels, max_pixels=sampling.max_pixels)
+    nh, nw = frame_size(h, w, sampling)
     if (nh, nw) != (h, w):
         frames = np.stack([np.asarray(Image.fromarray(f).resize((nw, nh), Image.BICUBIC)) for f in frames])
         if h * w > sampling.max_pixels:

@@ -165,6 +165,7 @@ def run_probe(train: list[dict], test: list[dict], sampling, config: ProbeConfig
     bar = tqdm(total=config.epochs * steps_per_epoch, desc=config.encoder, disable=not progress)
     for epoch in range(config.epochs):
         order = torch.from_numpy(rng.permutation(len(train)))
+        epoch_loss = 0.0
         for i in range(steps_per_epoch):
             idx = order[i * config.batch_size:(i + 1) * config.batch_size]
             scores, logits = model(**{k: v[idx] for k, v in train_inputs.items()})
@@ -176,7 +177,8 @@ def run_probe(train: list[dict], test: list[dict], sampling, config: ProbeConfig
             schedule.step()
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        history.append({"epoch": epoch + 1, "minutes": (time.time() - start) / 60,
+            epoch_loss += loss.item() / steps_per_epoch
+        history.append({"epoch": epoch + 1, "minutes": (time.time() - start) / 60, "train_loss": epoch_loss,
                         **_test(model, test_inputs, test_mos, test_cats)})
     bar.close()
     return {"config": asdict(config), "n_train": len(train), "n_test": len(test),

@@ -14,14 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from .labels import DIMENSIONS
-from .media import Visual
+from .media import Visual, frame_size
 from .model.lmme import LEVEL_TASKS, build_batch
-
-
-def target_size(height: int, width: int, sampling) -> tuple[int, int]:
-    from qwen_vl_utils import smart_resize
-
-    return smart_resize(height, width, factor=28, min_pixels=sampling.min_pixels, max_pixels=sampling.max_pixels)
 
 
 def patchify(frames: torch.Tensor, mean, std, patch: int = 14, merge: int = 2, temporal: int = 2) -> torch.Tensor:
@@ -57,7 +51,7 @@ def reward(assessor, frames: torch.Tensor, dimension: str = "quality", as_loss: 
     if t % 2:  # fill the last temporal patch, as the processor does
         frames = torch.cat([frames, frames[:, -1:]], dim=1)
         t += 1
-    nh, nw = target_size(h, w, sampling)
+    nh, nw = frame_size(h, w, sampling)
     device = assessor.device
     resized = F.interpolate(frames.reshape(b * t, 3, h, w).to(device).float(), size=(nh, nw), mode="bilinear",
                             align_corners=False, antialias=True).clamp(0, 1).reshape(b, t, 3, nh, nw)

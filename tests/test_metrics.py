@@ -338,5 +338,7 @@ def test_saliency_metrics_dict():
     assert out["cc"] == pytest.approx(1.0)
     assert out["auc_judd"] == M.auc_judd(gt, fix, seed=1)
     assert out["auc_borji"] == M.auc_borji(gt, fix, seed=1)
+    assert out["nss"] == pytest.approx(M.nss(gt, fix))
+    assert out["sim"] == pytest.approx(1.0) and out["kld"] == pytest.approx(0.0, abs=1e-9)  # a map against itself
     with pytest.raises(ValueError, match="differs"):
         M.saliency_metrics(gt, gt[:10], fix)

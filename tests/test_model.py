@@ -231,11 +231,16 @@ def test_compiled_blocks_give_the_same_results(tiny_base, video_path):
     sampling = SamplingConfig(max_pixels=112 * 112, max_frames=8)
     assessor = Assessor.from_base(tiny_base, device="cpu", sampling=sampling)
     before = assessor.assess(video_path)
+    from torch._dynamo.testing import CompileCounterWithBackend
+
     torch._dynamo.reset()
-    assessor.compile(backend="aot_eager")
+    counter = CompileCounterWithBackend("aot_eager")
+    assessor.compile(backend=counter)
     core = assessor.model.backbone.model
-    assert all(getattr(b, "_compiled_call_impl", None) is not None for b in core.language_model.layers)
+    assert all(getattr(b, "_compiled_call_impl", None) is not None
+               for b in [*core.visual.blocks, *core.language_model.layers])
     after = assessor.assess(video_path)
+    assert counter.frame_count > 0  # compiled graphs ran
     assert after.quality == pytest.approx(before.quality, abs=1e-4)
     for dim in ("quality", "authenticity"):
         for level in LEVELS:

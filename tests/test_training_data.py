@@ -3,23 +3,24 @@
 import numpy as np
 import pytest
 
-from lmmeval.media import load_visual
+from lmmeval.media import load_visual, write_video
 from lmmeval.model.config import SamplingConfig
 from lmmeval.model.lmme import build_batch
-from lmmeval.prepare import load_manifest
 from lmmeval.training.data import GROUP_WINDOW, ManifestData, estimated_tokens
 
 
-def test_estimate_matches_the_processor(prepared_manifest, tiny_assessor):
-    """The estimate from the manifest alone equals the video tokens the processor makes."""
-    records = load_manifest(prepared_manifest)[:3]
-    for sampling in (SamplingConfig(fps=4.0, max_frames=8, max_pixels=112 * 112),
-                     SamplingConfig(fps=2.0, max_frames=16, max_pixels=56 * 56, min_pixels=56 * 56)):
-        for r in records:
-            assert (r["width"], r["height"]) == (112, 112)
-            batch = build_batch(tiny_assessor.processor, [load_visual(str(r["video_path"]), sampling)], ("quality",))
-            tokens = int(batch.video_grid_thw[0].prod()) // 4  # 2x2 merge
-            assert estimated_tokens(r, sampling) == tokens
+@pytest.mark.parametrize("size, frames, fps", [((112, 112), 17, 8.0), ((168, 112), 9, 8.0), ((112, 224), 40, 10.0)])
+def test_estimate_matches_the_processor(tiny_assessor, tmp_path, size, frames, fps):
+    """The estimate from manifest fields alone equals the video tokens the processor makes,
+    for several frame sizes and durations (and so depends on each of them)."""
+    h, w = size
+    path = write_video(tmp_path / "v.mp4", np.random.default_rng(0).integers(0, 255, (frames, h, w, 3), np.uint8), fps)
+    record = {"num_frames": frames, "fps": fps, "width": w, "height": h}
+    for sampling in (SamplingConfig(fps=4.0, max_frames=8, max_pixels=112 * 224),
+                     SamplingConfig(fps=2.0, max_frames=16, max_pixels=112 * 112)):
+        batch = build_batch(tiny_assessor.processor, [load_visual(str(path), sampling)], ("quality",))
+        tokens = int(batch.video_grid_thw[0].prod()) // 4  # 2x2 merge
+        assert estimated_tokens(record, sampling) == tokens
 
 
 def _records(n, seed=0):

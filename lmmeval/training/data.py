@@ -9,7 +9,7 @@ import torch
 
 from ..annotations import load_saliency_png
 from ..labels import DIMENSIONS
-from ..media import Visual, load_visual, sample_times
+from ..media import Visual, frame_size, load_visual, sample_times
 from ..model.lmme import ModelBatch, build_batch
 from ..prompts import distortion_answer
 
@@ -36,15 +36,17 @@ def estimated_tokens(record: dict, sampling) -> float:
     """Video tokens a record will give under ``sampling``, from the manifest alone (no decoding).
 
     Sampled frames as ``load_visual`` picks them; per temporal pair of frames, one
-    token per 28 x 28 pixels of the frame resized into [min_pixels, max_pixels] (the
-    processor also rounds sides to multiples of 28: an estimate, exact for such sizes).
+    token per 28 x 28 pixels of the frame as ``load_visual`` resizes it (``frame_size``).
     Records without ``width``/``height`` (manifests from before they were stored)
     count as full-budget frames.
     """
     duration = (record["num_frames"] - 1) / record["fps"]  # first to last frame, as load_visual measures it
     frames = len(sample_times(duration, sampling.fps, sampling.min_frames, sampling.max_frames))
-    pixels = record.get("width", 0) * record.get("height", 0) or sampling.max_pixels
-    pixels = min(max(pixels, sampling.min_pixels), sampling.max_pixels)
+    if "width" in record and "height" in record:
+        h, w = frame_size(record["height"], record["width"], sampling)
+        pixels = h * w
+    else:
+        pixels = sampling.max_pixels
     return frames / 2 * pixels / (28 * 28)
 
 
