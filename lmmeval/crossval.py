@@ -26,10 +26,12 @@ SALIENCY_KEYS = ("auc_judd", "nss", "cc", "sim", "kld")
 
 
 def run_fold(manifest: Path, fold: int, work: Path, configs: list[Path], deepspeed: str | None,
-             steps: int | None, baseline: BaselineConfig) -> dict:
+             steps: int | None, baseline: BaselineConfig, base: str | None = None) -> dict:
     final = None
     for stage, cfg_path in enumerate(configs, start=1):
         overrides = {"manifest": str(manifest), "output_dir": str(work / f"stage{stage}"), "fold": fold}
+        if stage == 1 and base:
+            overrides["base"] = str(base)
         if stage > 1:
             overrides["init_from"] = str(final)
         if steps:
@@ -60,16 +62,16 @@ def _mean_std(values: list[float]) -> str:
     return text if len(defined) == len(values) else f"{text} ({len(defined)}/{len(values)} folds)"
 
 
-def table(folds: list[dict]) -> str:
+def table(folds: list[dict], assessor_label: str = "LMME3DHF, tiny preset") -> str:
     lines = ["| method | quality SRCC | quality PLCC | quality KRCC | authenticity SRCC | authenticity PLCC "
              "| authenticity KRCC | distortion exact-set acc. |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name, label in (("baseline", "MobileNetV3-S frames, from scratch"), ("assessor", "LMME3DHF, tiny preset")):
+    for name, label in (("baseline", "MobileNetV3-S frames, from scratch"), ("assessor", assessor_label)):
         cells = [_mean_std([f[name][dim][k] for f in folds]) for dim in DIMENSIONS for k in ("srcc", "plcc_fitted", "krcc")]
         cells.append(_mean_std([f[name]["distortions"]["exact_set_accuracy"] for f in folds]))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "PLCC after a 4-parameter logistic fit of predictions onto MOS (raw PLCC in results.json).", "",
               "| method | AUC-Judd | NSS | CC | SIM | KLD |", "| --- | --- | --- | --- | --- | --- |",
-              "| LMME3DHF, tiny preset | " + " | ".join(_mean_std([f["assessor"]["saliency"][k] for f in folds])
+              f"| {assessor_label} | " + " | ".join(_mean_std([f["assessor"]["saliency"][k] for f in folds])
                                                    for k in SALIENCY_KEYS) + " |"]
     return "\n".join(lines)
 
@@ -77,7 +79,8 @@ def table(folds: list[dict]) -> str:
 def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, configs: list[str] | None = None,
                    deepspeed: str | None = "configs/deepspeed/zero2.json", steps: int | None = None,
                    baseline: BaselineConfig = BaselineConfig(), results_md: str | Path | None = None,
-                   command: str = "") -> dict:
+                   command: str = "", base: str | Path | None = None) -> dict:
+    """``base`` replaces stage 1's base (e.g. the tiny base with stage 0's pretrained vision tower)."""
     configs = [Path(c) for c in (configs or ["configs/tiny/stage1.yaml", "configs/tiny/stage2.yaml",
                                              "configs/tiny/stage3.yaml"])]
     manifest, work = Path(manifest), Path(work)
@@ -89,10 +92,11 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     results = []
     for k in range(folds):
         print(f"fold {k + 1}/{folds}", flush=True)
-        results.append(run_fold(manifest, k, work / f"fold{k}", configs, deepspeed, steps, baseline))
+        results.append(run_fold(manifest, k, work / f"fold{k}", configs, deepspeed, steps, baseline, base))
     for r in results:
         r["assessor"].pop("predictions", None)
-    out = {"folds": results, "table": table(results), "minutes": (time.time() - start) / 60, "command": command,
+    label = "LMME3DHF, tiny preset" + (f", base {base}" if base else "")
+    out = {"folds": results, "table": table(results, label), "base": str(base) if base else None, "minutes": (time.time() - start) / 60, "command": command,
            "commit": git_commit()}
     work.mkdir(parents=True, exist_ok=True)
     (work / "results.json").write_text(json.dumps(out, indent=2))

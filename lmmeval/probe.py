@@ -54,18 +54,26 @@ class ProbeConfig:
 
 
 class QwenVisionEncoder(nn.Module):
-    """A random-init Qwen2.5-VL vision tower; (b, patches, C*tp*p*p) pixels -> (b, d) mean merged token."""
+    """A Qwen2.5-VL vision tower; (b, patches, C*tp*p*p) pixels -> (b, d) mean merged token.
 
-    def __init__(self, wide: bool):
+    ``QwenVisionEncoder.random(wide)`` builds the tiny preset's tower with random weights;
+    the vision pretraining (``lmmeval.vision_pretrain``) wraps a base checkpoint's tower.
+    """
+
+    def __init__(self, visual: nn.Module, processor, dim: int):
         super().__init__()
+        self.visual, self.processor = visual, processor
+        self.dim = dim  # the merger projects to the LLM width
+
+    @classmethod
+    def random(cls, wide: bool) -> QwenVisionEncoder:
         from .model.tiny import TINY_PRESET, build_random_model
 
         preset = dict(TINY_PRESET)
         if wide:
             preset |= {"vision_hidden_size": 192, "vision_intermediate_size": 384}
-        model, self.processor = build_random_model(preset)
-        self.visual = model.model.visual
-        self.dim = preset["hidden_size"]  # the merger projects to the LLM width
+        model, processor = build_random_model(preset)
+        return cls(model.model.visual, processor, preset["hidden_size"])
 
     def inputs(self, records: list[dict], sampling) -> dict[str, torch.Tensor]:
         pixels, grids = [], []
@@ -77,11 +85,14 @@ class QwenVisionEncoder(nn.Module):
             raise ValueError("the probe needs every video sampled to the same grid (same length and size)")
         return {"pixels": torch.stack(pixels), "grid": torch.stack(grids)}  # (n, patches, 1176), (n, 3)
 
-    def forward(self, pixels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    def tokens(self, pixels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        """(b, merged tokens, d), in (t, h, w) raster order: the tower undoes its window order."""
         b = pixels.shape[0]
         out = self.visual(pixels.flatten(0, 1), grid_thw=grid)
-        tokens = out.pooler_output.reshape(b, -1, self.dim)  # (b, merged tokens, d)
-        return tokens.mean(1)
+        return out.pooler_output.reshape(b, -1, self.dim)
+
+    def forward(self, pixels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        return self.tokens(pixels, grid).mean(1)
 
 
 class FrameEncoder(nn.Module):
@@ -106,6 +117,14 @@ class FrameEncoder(nn.Module):
         b, t = clips.shape[:2]
         return self.features(normalise(clips.flatten(0, 1))).reshape(b, t, -1).mean(1)
 
+    def feature_map(self, frames: torch.Tensor) -> torch.Tensor:
+        """ResNet only: uint8 (n, 3, h, w) frames -> (n, 512, h/32, w/32), the map before pooling."""
+        net = self.features
+        if not isinstance(net, nn.Module) or not hasattr(net, "layer4"):
+            raise ValueError("feature_map needs the resnet18 encoder")
+        x = net.maxpool(net.relu(net.bn1(net.conv1(normalise(frames)))))
+        return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+
 
 class Probe(nn.Module):
     def __init__(self, encoder: nn.Module):
@@ -119,21 +138,20 @@ class Probe(nn.Module):
         return 100 * torch.sigmoid(out[:, :2]), out[:, 2:]
 
 
-def _targets(records: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+def targets(records: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     mos = torch.tensor([[r["mos"][d] for d in DIMENSIONS] for r in records], dtype=torch.float32)
     cats = torch.tensor([[c in r["categories"] for c in CATEGORIES] for r in records], dtype=torch.float32)
     return mos, cats
 
 
 @torch.no_grad()
-def _test(model: Probe, inputs: dict, mos: torch.Tensor, cats: torch.Tensor) -> dict:
+def heldout_metrics(model: Probe, inputs: dict, mos: torch.Tensor, cats: torch.Tensor) -> dict:
     model.eval()
     scores, logits = [], []
     for i in range(0, len(mos), 32):
         s, c = model(**{k: v[i:i + 32] for k, v in inputs.items()})
         scores.append(s)
         logits.append(c)
-    model.train()
     scores, logits = torch.cat(scores), torch.cat(logits)
     # A constant prediction (an encoder that has learnt nothing yet) has no rank correlation: None.
     out = {f"{d}_srcc": srcc(scores[:, j].numpy(), mos[:, j].numpy()) if scores[:, j].std() > 0 else None
@@ -142,44 +160,65 @@ def _test(model: Probe, inputs: dict, mos: torch.Tensor, cats: torch.Tensor) -> 
     return out
 
 
-def run_probe(train: list[dict], test: list[dict], sampling, config: ProbeConfig, progress: bool = True) -> dict:
-    """Train ``config.encoder`` + readout on ``train`` and return per-epoch held-out metrics."""
+def fit(model: nn.Module, n_train: int, batch_loss, epochs: int, batch_size: int, lr: float, weight_decay: float,
+        seed: int, desc: str, progress: bool = True, after_epoch=None) -> list[dict]:
+    """The probes' and the vision pretraining's shared loop: AdamW, one-cycle schedule (10 % warm-up),
+    gradient clipping at 1. ``batch_loss(indices)`` returns the loss of those training items;
+    ``after_epoch()`` returns held-out metrics for the history row (or {})."""
     from tqdm import tqdm
 
-    torch.manual_seed(config.seed)
-    if config.encoder.startswith("qwen-vit"):
-        encoder = QwenVisionEncoder(wide=config.encoder.endswith("wide"))
-    else:
-        encoder = FrameEncoder(config.encoder, config.frames)
-    model = Probe(encoder).train()
-    train_inputs, test_inputs = encoder.inputs(train, sampling), encoder.inputs(test, sampling)
-    (mos, cats), (test_mos, test_cats) = _targets(train), _targets(test)
-    steps_per_epoch = len(train) // config.batch_size
+    steps_per_epoch = n_train // batch_size
     if steps_per_epoch < 1:
-        raise ValueError(f"{len(train)} training videos are fewer than one batch of {config.batch_size}")
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.epochs * steps_per_epoch,
-                                                   pct_start=0.1)
-    rng = np.random.default_rng(config.seed)
+        raise ValueError(f"{n_train} training videos are fewer than one batch of {batch_size}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps_per_epoch, pct_start=0.1)
+    rng = np.random.default_rng(seed)
     history, start = [], time.time()
-    bar = tqdm(total=config.epochs * steps_per_epoch, desc=config.encoder, disable=not progress)
-    for epoch in range(config.epochs):
-        order = torch.from_numpy(rng.permutation(len(train)))
+    bar = tqdm(total=epochs * steps_per_epoch, desc=desc, disable=not progress)
+    model.train()
+    for epoch in range(epochs):
+        order = torch.from_numpy(rng.permutation(n_train))
         epoch_loss = 0.0
         for i in range(steps_per_epoch):
-            idx = order[i * config.batch_size:(i + 1) * config.batch_size]
-            scores, logits = model(**{k: v[idx] for k, v in train_inputs.items()})
-            loss = F.l1_loss(scores / 100, mos[idx] / 100) + F.binary_cross_entropy_with_logits(logits, cats[idx])
+            loss = batch_loss(order[i * batch_size:(i + 1) * batch_size])
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             schedule.step()
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.3f}")
             epoch_loss += loss.item() / steps_per_epoch
+        metrics = after_epoch() if after_epoch else {}
+        model.train()
         history.append({"epoch": epoch + 1, "minutes": (time.time() - start) / 60, "train_loss": epoch_loss,
-                        **_test(model, test_inputs, test_mos, test_cats)})
+                        **metrics})
     bar.close()
+    return history
+
+
+def label_loss(scores: torch.Tensor, logits: torch.Tensor, mos: torch.Tensor, cats: torch.Tensor) -> torch.Tensor:
+    """L1 on MOS/100 + BCE on the eight categories (the probes' and the baseline's loss)."""
+    return F.l1_loss(scores / 100, mos / 100) + F.binary_cross_entropy_with_logits(logits, cats)
+
+
+def run_probe(train: list[dict], test: list[dict], sampling, config: ProbeConfig, progress: bool = True) -> dict:
+    """Train ``config.encoder`` + readout on ``train`` and return per-epoch held-out metrics."""
+    torch.manual_seed(config.seed)
+    if config.encoder.startswith("qwen-vit"):
+        encoder = QwenVisionEncoder.random(wide=config.encoder.endswith("wide"))
+    else:
+        encoder = FrameEncoder(config.encoder, config.frames)
+    model = Probe(encoder)
+    train_inputs, test_inputs = encoder.inputs(train, sampling), encoder.inputs(test, sampling)
+    (mos, cats), (test_mos, test_cats) = targets(train), targets(test)
+
+    def batch_loss(idx):
+        scores, logits = model(**{k: v[idx] for k, v in train_inputs.items()})
+        return label_loss(scores, logits, mos[idx], cats[idx])
+
+    history = fit(model, len(train), batch_loss, config.epochs, config.batch_size, config.lr, config.weight_decay,
+                  config.seed, config.encoder, progress, lambda: heldout_metrics(model, test_inputs, test_mos, test_cats))
     return {"config": asdict(config), "n_train": len(train), "n_test": len(test),
             "parameters": sum(p.numel() for p in encoder.parameters()), "history": history}

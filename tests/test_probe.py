@@ -36,7 +36,7 @@ def test_probe_trains_and_reports_each_epoch(prepared_manifest, encoder):
 def test_qwen_encoder_sees_the_processor_grid(prepared_manifest):
     """The Qwen probe is fed the processor's patches: 8 frames of 112 x 112 -> a (4, 8, 8) grid."""
     records = load_manifest(prepared_manifest)[:2]
-    encoder = QwenVisionEncoder(wide=False)
+    encoder = QwenVisionEncoder.random(wide=False)
     inputs = encoder.inputs(records, SAMPLING)
     assert inputs["grid"].tolist() == [[4, 8, 8]] * 2
     assert inputs["pixels"].shape == (2, 4 * 8 * 8, 3 * 2 * 14 * 14)

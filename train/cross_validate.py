@@ -4,7 +4,7 @@ Renders and prepares a synthetic study unless --manifest is given, then for each
 fold trains the three stages (configs/tiny/*.yaml) and the CNN baseline on the
 other folds and evaluates both on it; writes the mean +- std table to docs/results.md.
 
-    python train/cross_validate.py [--n 400] [--manifest M] [--steps N] [--work runs/cv]
+    python train/cross_validate.py [--n 400] [--manifest M] [--steps N] [--work runs/cv] [--base DIR]
 """
 
 import argparse
@@ -21,6 +21,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=400, help="videos to render when no --manifest (default 400)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--steps", type=int, help="override every stage's steps")
+    parser.add_argument("--base", help="stage 1's base instead of the config's (e.g. runs/pretrain/base from "
+                                       "train/stage0_vision.py)")
     parser.add_argument("--work", default="runs/cv", help="working folder (default runs/cv)")
     parser.add_argument("--results", default="docs/results.md", help="Markdown table output (default docs/results.md)")
     args = parser.parse_args()
@@ -33,7 +35,8 @@ def main() -> int:
                         "--folds", str(args.folds), "-q"], check=True)
         manifest = work / "prepared" / "manifest.jsonl"
     command = "python train/cross_validate.py " + " ".join(sys.argv[1:])
-    out = cross_validate(manifest, work, folds=args.folds, steps=args.steps, results_md=args.results, command=command.strip())
+    out = cross_validate(manifest, work, folds=args.folds, steps=args.steps, results_md=args.results, command=command.strip(),
+                         base=args.base)
     print(out["table"])
     return 0
 

@@ -1,0 +1,107 @@
+"""Stage 0 of the tiny preset: distil a CNN into its Qwen2.5-VL vision tower (lmmeval/vision_pretrain.py).
+
+Trains a ResNet-18 teacher on the corpus's study labels, then the tiny base's vision
+tower on the teacher's per-token feature maps (plus the labels), and writes the tiny
+base with that tower to --out, ready to be stage 1's `base`. With --eval-manifest (a
+disjoint study), both are scored on it after every epoch.
+
+    python train/stage0_vision.py --config configs/tiny/stage0_vision.yaml \
+        --manifest runs/pretrain/prepared/manifest.jsonl --out runs/pretrain/base \
+        [--eval-manifest runs/cv/prepared/manifest.jsonl] [--report docs/vision_pretrain]
+"""
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from lmmeval.crossval import git_commit
+from lmmeval.model.config import build_dataclass
+from lmmeval.prepare import load_manifest
+from lmmeval.training import load_train_config
+from lmmeval.vision_pretrain import VisionPretrainConfig, pretrain_vision
+
+TINY_STAGE1 = Path(__file__).resolve().parent.parent / "configs" / "tiny" / "stage1.yaml"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/tiny/stage0_vision.yaml", help="VisionPretrainConfig YAML")
+    parser.add_argument("--manifest", required=True, help="the pretraining corpus (manifest.jsonl of `lmmeval prepare`)")
+    parser.add_argument("--out", required=True, help="folder for the base with the pretrained tower")
+    parser.add_argument("--eval-manifest", help="a disjoint study to score teacher and student on after each epoch")
+    parser.add_argument("--report", help="also write PREFIX.json, PREFIX.md and PREFIX.png (per-epoch curves)")
+    args = parser.parse_args()
+
+    config = build_dataclass(VisionPretrainConfig, yaml.safe_load(Path(args.config).read_text()) or {}, args.config, {})
+    corpus = load_manifest(args.manifest)
+    eval_records = load_manifest(args.eval_manifest) if args.eval_manifest else None
+    if eval_records:
+        # Disjoint means different renders, not different names (ids repeat across seeds).
+        shared = _digests(corpus).keys() & _digests(eval_records).keys()
+        if shared:
+            raise SystemExit(f"{args.eval_manifest} shares {len(shared)} video(s) with {args.manifest} (byte-identical "
+                             f"files, e.g. {_digests(eval_records)[min(shared)]}): render the corpus with another --seed")
+    sampling = load_train_config(TINY_STAGE1, {"manifest": args.manifest, "output_dir": ""}).sampling
+    report = pretrain_vision(corpus, sampling, args.out, config, eval_records)
+    report |= {"command": "python train/stage0_vision.py " + " ".join(sys.argv[1:]), "commit": git_commit(),
+               "manifest": args.manifest, "eval_manifest": args.eval_manifest}
+    (Path(args.out) / "vision_pretrain.json").write_text(json.dumps(report, indent=2))
+    if args.report:
+        _write_report(report, Path(args.report))
+    for name in ("teacher", "student"):
+        print(name, json.dumps(report[name][-1]))
+    return 0
+
+
+def _digests(records: list[dict]) -> dict[str, str]:
+    """SHA-1 of each video file -> its path."""
+    return {hashlib.sha1(Path(r["video_path"]).read_bytes()).hexdigest(): str(r["video_path"]) for r in records}
+
+
+def _write_report(report: dict, prefix: Path) -> None:
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    prefix.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    rows = ["| model | epochs | quality SRCC | authenticity SRCC | distortion exact-set acc. | minutes |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for name, label in (("teacher", "ResNet-18 teacher"), ("student", "tiny Qwen2.5-VL vision tower, distilled")):
+        last = report[name][-1]
+        cells = [last.get(k) for k in ("quality_srcc", "authenticity_srcc", "exact_set_accuracy")]
+        cells = " | ".join("n/a" if c is None else f"{c:.3f}" for c in cells)
+        rows.append(f"| {label} | {last['epoch']} | {cells} | {last['minutes']:.1f} |")
+    held_out = (f"scored on {report['n_eval']} videos of `{report['eval_manifest']}`" if report["n_eval"]
+                else "no held-out study given")
+    prefix.with_suffix(".md").write_text(
+        f"Trained on {report['n_corpus']} videos of `{report['manifest']}`, {held_out}. `{report['command']}` "
+        f"at commit `{report['commit']}`.\n\n" + "\n".join(rows) + "\n")
+    if report["n_eval"]:
+        _plot(report, prefix.with_suffix(".png"))
+
+
+def _plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for name in ("teacher", "student"):
+        epochs = [h["epoch"] for h in report[name]]
+        for ax, key in zip(axes, ("quality_srcc", "authenticity_srcc", "exact_set_accuracy")):
+            ax.plot(epochs, [h[key] if h[key] is not None else float("nan") for h in report[name]], marker="o",
+                    label=name)
+            ax.set_title(f"held-out {key.replace('_', ' ')}")
+            ax.set_xlabel("epoch")
+            ax.set_ylim(-0.1, 1)
+            ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
