@@ -147,7 +147,9 @@ class Assessor:
         self.peft_model = peft_model  # the PeftModel whose LoRA layers live inside model.backbone
         # All vision windows of a layer in one attention call: the default on GPU, where the
         # window-by-window loop of transformers' sdpa path costs most (lmmeval.model.fast_attention).
-        self.set_fast_vision(device.type == "cuda")
+        # flash-attention already runs every window in one varlen kernel: left as it is.
+        vision_attention = getattr(model.backbone.model.visual.config, "_attn_implementation", None)
+        self.set_fast_vision(device.type == "cuda" and vision_attention != "flash_attention_2")
 
     def set_fast_vision(self, enabled: bool) -> None:
         """Switch the vision tower between the batched-window path and transformers' own."""
@@ -238,8 +240,11 @@ class Assessor:
         if str(base_path) not in RANDOM_BASES and not (base_path / "config.json").is_file():
             raise FileNotFoundError(f"{base_path}: base model directory not found (pass --base / base=)")
         device = torch.device(device) if device is not None else default_device()
-        processor = AutoProcessor.from_pretrained(path)
-        backbone, _ = _load_base(base_path, device)
+        processor = AutoProcessor.from_pretrained(path)  # the checkpoint's own (its sampling/pixel budget)
+        if str(base_path) in RANDOM_BASES:
+            backbone, _ = _load_base(base_path, device)
+        else:
+            backbone = _load_backbone(base_path, device)  # no second processor: the base's would be discarded
         peft_model = None
         if (path / "adapter_config.json").is_file():
             from peft import PeftModel

@@ -105,6 +105,11 @@ def read_marks(path: Path) -> dict[str, list[dict]]:
             not isinstance(p, (list, tuple)) or len(p) != 2 for p in record["points"]
         ):
             raise ValueError(f"{path}, line {line}: field 'points' must be a list of [x, y] pairs")
+        try:  # the view angle becomes a frame index later, where the line is no longer known
+            float(record["view"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}, line {line}: field 'view' must be a view angle in degrees, "
+                             f"got {record['view']!r}") from None
         key = (record["video"], record["annotator"], str(record["view"]))
         if key in seen:
             raise ValueError(f"{path}, line {line}: duplicate record for video/annotator/view {key}")

@@ -10,6 +10,7 @@ at inference; only the pixel values are replaced by their differentiable twins.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -33,7 +34,8 @@ def reward(assessor, frames: torch.Tensor, dimension: str = "quality", as_loss: 
     """Scores (B,) on the MOS scale for float videos (B, T, 3, H, W) in [0, 1]; gradients flow to ``frames``.
 
     ``as_loss=True`` returns ``-scores.mean()``, ready for ``backward()``. The
-    assessor's own parameters are frozen (it is a fixed critic).
+    assessor is a fixed critic: its parameters get no gradients from this score
+    (their ``requires_grad`` flags and train/eval mode are left as they were).
     """
     if dimension not in DIMENSIONS:
         raise ValueError(f"dimension must be one of {DIMENSIONS}, got {dimension!r}")
@@ -45,8 +47,6 @@ def reward(assessor, frames: torch.Tensor, dimension: str = "quality", as_loss: 
     sampling = assessor.config.sampling
     processor = assessor.processor.video_processor
     model = assessor.model
-    model.requires_grad_(False)
-    model.eval()
     b, t, _, h, w = frames.shape
     if t % 2:  # fill the last temporal patch, as the processor does
         frames = torch.cat([frames, frames[:, -1:]], dim=1)
@@ -55,16 +55,26 @@ def reward(assessor, frames: torch.Tensor, dimension: str = "quality", as_loss: 
     device = assessor.device
     resized = F.interpolate(frames.reshape(b * t, 3, h, w).to(device).float(), size=(nh, nw), mode="bilinear",
                             align_corners=False, antialias=True).clamp(0, 1).reshape(b, t, 3, nh, nw)
-    # Token layout from the processor on a detached uint8 copy of the same size (nothing to resize).
-    visuals = [Visual(frames=(v.detach().permute(0, 2, 3, 1) * 255).round().byte().cpu().numpy(), original_size=(h, w),
-                      is_image=False, frame_indices=list(range(t)), fps=sampling.fps, source="<tensor>")
-               for v in resized]
-    batch = build_batch(assessor.processor, visuals, LEVEL_TASKS).to(device)
-    pixels = torch.cat([patchify(v, processor.image_mean, processor.image_std) for v in resized])
-    if pixels.shape != batch.pixel_values_videos.shape:
-        raise RuntimeError(f"differentiable patches {tuple(pixels.shape)} do not match the processor's "
-                           f"{tuple(batch.pixel_values_videos.shape)}")
-    batch.pixel_values_videos = pixels.to(batch.pixel_values_videos.dtype)
-    with torch.enable_grad():
-        scores = model(batch, with_saliency=False)["scores"][:, DIMENSIONS.index(dimension)]  # (B,)
+    patch, merge = processor.patch_size, processor.merge_size
+    pixels = torch.cat([patchify(v, processor.image_mean, processor.image_std, patch, merge,
+                                 processor.temporal_patch_size) for v in resized])
+    grid = torch.tensor([[t // processor.temporal_patch_size, nh // patch, nw // patch]] * b)
+    # The prompt's token layout needs each video's shape and fps only: zero-copy stand-ins.
+    shapes = [Visual(frames=np.broadcast_to(np.zeros((), np.uint8), (t, nh, nw, 3)), original_size=(h, w),
+                     is_image=False, frame_indices=list(range(t)), fps=sampling.fps, source="<tensor>")] * b
+    batch = build_batch(assessor.processor, shapes, LEVEL_TASKS,
+                        pixels={"pixel_values_videos": pixels, "video_grid_thw": grid}).to(device)
+    # A fixed critic: no gradients for its parameters, no dropout. Both are restored afterwards;
+    # the graph built here keeps its parameters as constants either way.
+    modes, flags = [m.training for m in model.modules()], [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    model.eval()
+    try:
+        with torch.enable_grad():
+            scores = model(batch, with_saliency=False)["scores"][:, DIMENSIONS.index(dimension)]  # (B,)
+    finally:
+        for param, flag in zip(model.parameters(), flags):
+            param.requires_grad_(flag)
+        for module, mode in zip(model.modules(), modes):
+            module.training = mode
     return -scores.mean() if as_loss else scores

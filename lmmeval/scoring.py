@@ -152,6 +152,9 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
     """
     from tqdm import tqdm
 
+    # Checked before anything is written or the model runs, not once per row afterwards.
+    if masks_dir is not None and not (0 <= mask_threshold <= 1 and mask_dilate >= 0):
+        raise ValueError(f"mask threshold must be in [0, 1] and dilate >= 0, got {mask_threshold}, {mask_dilate}")
     out_path = Path(out_path)
     files = collect_inputs(inputs) if files is None else files
     if not resume and out_path.exists():

@@ -57,6 +57,26 @@ def test_reward_gradient_and_ascent(demo, blurred_video):
         demo.reward(torch.zeros(8, 3, 32, 32))
 
 
+def test_reward_equals_the_inference_score_and_leaves_the_critic_as_it_was(demo, blurred_video):
+    """Same pixels through `assess` (processor path) and `reward` (torch path): same score. The
+    critic's parameters get no gradient and keep their requires_grad flags and mode."""
+    uint8 = (blurred_video[0] * 255).round().byte()  # (8, 3, 112, 112)
+    expected = demo.assess(uint8.permute(0, 2, 3, 1).numpy(), saliency=False).quality
+    head = demo.model.regression
+    before = head.training, [p.requires_grad for p in head.parameters()]
+    head.train()
+    head.requires_grad_(True)
+    video = (uint8.float() / 255)[None].requires_grad_(True)
+    score = demo.reward(video)
+    assert float(score) == pytest.approx(expected, abs=1e-3)
+    score.sum().backward()
+    assert video.grad is not None and all(p.grad is None for p in head.parameters())
+    assert head.training and all(p.requires_grad for p in head.parameters())
+    head.train(before[0])
+    for p, flag in zip(head.parameters(), before[1]):
+        p.requires_grad_(flag)
+
+
 def test_refine_mask_threshold_dilation_strength():
     saliency = np.zeros((9, 9), np.float32)
     saliency[4, 4] = 0.9
@@ -99,3 +119,16 @@ def test_score_cli_masks_and_confidence(synthetic_raw, tmp_path):
     assert row["low_confidence"] is True and 0 <= row["refine_strength"] <= 1
     pngs = sorted((tmp_path / "masks").rglob("*.png"))
     assert len(pngs) == 8 and row["mask"].endswith(".mask")  # one mask per sampled frame
+
+
+def test_score_rejects_bad_mask_options_before_touching_the_output(synthetic_raw, tmp_path):
+    """An out-of-range --mask-threshold is one error up front: the old results file stays as it was."""
+    from lmmeval.assessor import Assessor
+    from lmmeval.scoring import score_files
+
+    video = sorted((synthetic_raw / "videos").glob("*.mp4"))[0]
+    out = tmp_path / "r.jsonl"
+    out.write_text('{"id": "earlier"}\n')
+    with pytest.raises(ValueError, match="mask threshold must be in"):
+        score_files(Assessor.__new__(Assessor), [video], out, masks_dir=tmp_path / "m", mask_threshold=1.5, progress=False)
+    assert out.read_text() == '{"id": "earlier"}\n'

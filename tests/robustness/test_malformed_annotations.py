@@ -95,3 +95,15 @@ def test_manifest_path_escaping_its_folder(prepared_manifest, tmp_path):
     bad.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"line 3: field 'views.0.saliency' = '../../../secret.png' points outside"):
         load_manifest(bad)
+
+
+def test_non_numeric_view(raw, tmp_path, capsys):
+    def transform(text):
+        lines = text.splitlines()
+        record = json.loads(lines[6])
+        record["view"] = "left"
+        lines[6] = json.dumps(record)
+        return "\n".join(lines) + "\n"
+    _rewrite(raw / "marks.jsonl", transform)
+    assert "marks.jsonl, line 7: field 'view' must be a view angle in degrees, got 'left'" in _prepare_error(
+        raw, tmp_path, capsys)
