@@ -6,7 +6,8 @@ import torch
 
 from lmmeval.model.config import SamplingConfig
 from lmmeval.prepare import load_manifest
-from lmmeval.vision_pretrain import VisionPretrainConfig, pool_to_tokens, pretrain_vision
+from lmmeval.vision_pretrain import (VisionPretrainConfig, load_vision_pretrain_config, pool_to_tokens,
+                                     pretrain_vision)
 
 SAMPLING = SamplingConfig(fps=4.0, max_frames=8, max_pixels=112 * 112)
 
@@ -36,6 +37,19 @@ def test_config_errors_name_the_field():
         VisionPretrainConfig(student_epochs=0)
     with pytest.raises(ValueError, match="not both 0"):
         VisionPretrainConfig(distill_weight=0, label_weight=0)
+
+
+def test_shipped_config_parses_and_opens_with_its_command(tmp_path):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "tiny" / "stage0_vision.yaml"
+    config = load_vision_pretrain_config(path)
+    assert config.teacher_epochs >= 1 and config.seed == 0  # stage 1's tiny base is seed 0 too
+    assert "python train/stage0_vision.py" in "".join(path.read_text().splitlines()[:4])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(path.read_text() + "student_lr_typo: 1\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown key\(s\) \['student_lr_typo'\]"):
+        load_vision_pretrain_config(bad)
 
 
 def test_pretrain_trains_the_tower_only_and_writes_a_loadable_base(prepared_manifest, tiny_base, tmp_path):

@@ -16,13 +16,10 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from lmmeval.crossval import git_commit
-from lmmeval.model.config import build_dataclass
 from lmmeval.prepare import load_manifest
 from lmmeval.training import load_train_config
-from lmmeval.vision_pretrain import VisionPretrainConfig, pretrain_vision
+from lmmeval.vision_pretrain import load_vision_pretrain_config, pretrain_vision
 
 TINY_STAGE1 = Path(__file__).resolve().parent.parent / "configs" / "tiny" / "stage1.yaml"
 
@@ -36,7 +33,7 @@ def main() -> int:
     parser.add_argument("--report", help="also write PREFIX.json, PREFIX.md and PREFIX.png (per-epoch curves)")
     args = parser.parse_args()
 
-    config = build_dataclass(VisionPretrainConfig, yaml.safe_load(Path(args.config).read_text()) or {}, args.config, {})
+    config = load_vision_pretrain_config(args.config)
     corpus = load_manifest(args.manifest)
     eval_records = load_manifest(args.eval_manifest) if args.eval_manifest else None
     if eval_records:
