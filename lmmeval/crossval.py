@@ -88,7 +88,7 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     if present != list(range(folds)):
         raise ValueError(f"{manifest}: its folds are {present}, not 0..{folds - 1}; prepare it with --folds {folds} "
                          f"or pass --folds {len(present)}")
-    start = time.time()
+    start, commit = time.time(), git_commit()
     results = []
     for k in range(folds):
         print(f"fold {k + 1}/{folds}", flush=True)
@@ -97,7 +97,7 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
         r["assessor"].pop("predictions", None)
     label = "LMME3DHF, tiny preset" + (f", base {base}" if base else "")
     out = {"folds": results, "table": table(results, label), "base": str(base) if base else None, "minutes": (time.time() - start) / 60, "command": command,
-           "commit": git_commit()}
+           "commit": commit}
     work.mkdir(parents=True, exist_ok=True)
     (work / "results.json").write_text(json.dumps(out, indent=2))
     if results_md:
@@ -114,9 +114,15 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
 
 
 def git_commit() -> str:
-    """The checked-out commit (short hash), or 'unknown' outside a git checkout."""
+    """The checked-out commit (short hash), '-dirty' appended when tracked files differ from it,
+    or 'unknown' outside a git checkout. Long runs take it when they start: the code they import then
+    is the code they run."""
+    here = Path(__file__).parent
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=here, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                 text=True, cwd=here, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return commit + ("-dirty" if changed else "")

@@ -61,3 +61,21 @@ def test_baseline_trains_and_gives_valid_outputs(prepared_manifest):
     scores, categories = predict_baseline(model, records, SAMPLING, config)
     assert scores.shape == (16, 2) and ((0 <= scores) & (scores <= 100)).all()
     assert all(c == [NO_DISTORTION] or set(c) <= set(CATEGORIES) for c in categories)
+
+
+def test_git_commit_names_the_checkout():
+    """Runs record the commit they started from; '-dirty' only when tracked files differ."""
+    import subprocess
+    from pathlib import Path
+
+    from lmmeval.crossval import git_commit
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root,
+                              check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                 text=True, cwd=root, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    assert git_commit() == head + ("-dirty" if changed else "")

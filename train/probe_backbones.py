@@ -38,12 +38,12 @@ def main() -> int:
         raise SystemExit(f"{args.manifest}: no record in fold {args.fold}")
     # What the tiny assessor sees: the sampling of its stage-1 config.
     sampling = load_train_config(TINY_STAGE1, {"manifest": args.manifest, "output_dir": ""}).sampling
+    commit = git_commit()
     results = {}
     for name in args.encoders:
         results[name] = run_probe(train, test, sampling, ProbeConfig(encoder=name, epochs=args.epochs, lr=args.lr))
         print(name, json.dumps(results[name]["history"][-1]), flush=True)
 
-    commit = git_commit()
     command = "python train/probe_backbones.py " + " ".join(sys.argv[1:])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,9 +42,10 @@ def main() -> int:
         if shared:
             raise SystemExit(f"{args.eval_manifest} shares {len(shared)} video(s) with {args.manifest} (byte-identical "
                              f"files, e.g. {_digests(eval_records)[min(shared)]}): render the corpus with another --seed")
+    commit = git_commit()
     sampling = load_train_config(TINY_STAGE1, {"manifest": args.manifest, "output_dir": ""}).sampling
     report = pretrain_vision(corpus, sampling, args.out, config, eval_records)
-    report |= {"command": "python train/stage0_vision.py " + " ".join(sys.argv[1:]), "commit": git_commit(),
+    report |= {"command": "python train/stage0_vision.py " + " ".join(sys.argv[1:]), "commit": commit,
                "manifest": args.manifest, "eval_manifest": args.eval_manifest}
     (Path(args.out) / "vision_pretrain.json").write_text(json.dumps(report, indent=2))
     if args.report:
