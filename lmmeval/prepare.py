@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .annotations import combine_categories, compute_mos, points_to_saliency_map, save_saliency_png
-from .labels import DIMENSIONS, DISTORTIONS, score_to_level
+from .labels import DIMENSIONS, DISTORTIONS, LEVELS, score_to_level
 from .media import VIDEO_SUFFIXES, video_info
 from .prompts import DISTORTION_QUESTION, QUESTIONS, conversation, distortion_answer, level_answer
 
@@ -241,14 +241,54 @@ def load_manifest(path: str | Path) -> list[dict]:
     root = path.parent.resolve()
     records = []
     for line, record in read_jsonl(path, ("id", "video", "mos", "level", "categories", "fold")):
+        _check_record(record, f"{path}, line {line}")
         record["video_path"] = _inside(root, record["video"], path, line, "video")
         for view, v in record.get("views", {}).items():
             v["saliency_path"] = _inside(root, v["saliency"], path, line, f"views.{view}.saliency")
-        unknown = [c for c in record["categories"] if c not in DISTORTIONS]
-        if unknown:
-            raise ValueError(f"{path}, line {line}: field 'categories': unknown names {unknown}")
         records.append(record)
     return records
+
+
+def _check_record(record: dict, where: str) -> None:
+    """The nested fields training and evaluation read, checked once here so a hand-edited manifest
+    fails with its line and field rather than as a KeyError deep in a training step."""
+    def bad(field: str, expected: str):
+        raise ValueError(f"{where}: field {field!r} must be {expected}, got {_value(record, field)!r}")
+
+    for dim in DIMENSIONS:
+        mos = record["mos"].get(dim) if isinstance(record["mos"], dict) else None
+        # Finite, not clipped to [0, 100]: rescaled Z-scores (Eq. 3) can fall slightly outside.
+        if isinstance(mos, bool) or not isinstance(mos, (int, float)) or not np.isfinite(mos):
+            bad(f"mos.{dim}", "a finite number")
+        if (record["level"].get(dim) if isinstance(record["level"], dict) else None) not in LEVELS:
+            bad(f"level.{dim}", f"one of {list(LEVELS)}")
+    if isinstance(record["fold"], bool) or not isinstance(record["fold"], int):
+        bad("fold", "an integer")
+    if not isinstance(record["categories"], list):
+        bad("categories", "a list of distortion names")
+    unknown = [c for c in record["categories"] if c not in DISTORTIONS]
+    if unknown:
+        raise ValueError(f"{where}: field 'categories': unknown names {unknown}")
+    for field in ("num_frames", "fps"):
+        value = record.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            bad(field, "a positive number")
+    views = record.get("views", {})
+    if not isinstance(views, dict):
+        bad("views", "a mapping of view angle to {frame, saliency}")
+    for view, v in views.items():
+        if not isinstance(v, dict) or not isinstance(v.get("saliency"), str):
+            bad(f"views.{view}", "a mapping with a 'saliency' path")
+        frame, frames = v.get("frame"), record.get("num_frames")
+        if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0 or (frames and frame >= frames):
+            bad(f"views.{view}.frame", f"a frame index in [0, {frames})" if frames else "a frame index >= 0")
+
+
+def _value(record: dict, dotted: str):
+    value = record
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def _inside(root: Path, rel: str, manifest: Path, line: int, field: str) -> Path:

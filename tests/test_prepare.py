@@ -119,6 +119,25 @@ def test_manifest_path_escaping_its_folder_is_refused(tmp_path, prepared_manifes
         load_manifest(bad)
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r["mos"].pop("quality"), r"line 1: field 'mos.quality' must be a finite number, got None"),
+    (lambda r: r["mos"].update(authenticity="high"), r"field 'mos.authenticity' must be a finite number, got 'high'"),
+    (lambda r: r["level"].update(quality="great"), r"field 'level.quality' must be one of \['bad'.*got 'great'"),
+    (lambda r: r.update(fold="1"), r"field 'fold' must be an integer, got '1'"),
+    (lambda r: r.update(fps=0), r"field 'fps' must be a positive number, got 0"),
+    (lambda r: next(iter(r["views"].values())).update(frame=99), r"field 'views\.-?\d+\.frame' must be a frame index in \[0, 16\), got 99"),
+    (lambda r: r.update(categories="Eye Distortions"), r"field 'categories' must be a list"),
+])
+def test_malformed_manifest_fields_name_line_and_field(tmp_path, prepared_manifest, edit, message):
+    record = json.loads(prepared_manifest.read_text().splitlines()[0])
+    assert record["views"] and record["num_frames"] == 16  # the edits below need both
+    edit(record)
+    bad = tmp_path / "manifest.jsonl"
+    bad.write_text(json.dumps(record) + "\n")
+    with pytest.raises(ValueError, match=message):
+        load_manifest(bad)
+
+
 def test_raw_files_that_disagree_are_reported(tmp_path, synthetic_raw):
     raw = tmp_path / "raw"
     shutil.copytree(synthetic_raw, raw)
