@@ -52,12 +52,13 @@ class FrameCNN(nn.Module):
 def frame_clips(records: list[dict], sampling, frames: int) -> torch.Tensor:
     """(n, frames, 3, h, w) uint8: ``frames`` evenly spaced among each video's sampled frames
     (kept uint8: normalised per batch, a quarter of the memory)."""
-    out = []
-    for r in records:
-        v = load_visual(str(r["video_path"]), sampling).frames  # (T, h, w, 3)
-        pick = np.linspace(0, len(v) - 1, frames).round().astype(int)
-        out.append(torch.from_numpy(v[pick]).permute(0, 3, 1, 2))
-    return torch.stack(out)
+    return torch.stack([pick_frames(load_visual(str(r["video_path"]), sampling).frames, frames) for r in records])
+
+
+def pick_frames(frames: np.ndarray, n: int) -> torch.Tensor:
+    """(T, h, w, 3) uint8 frames -> (n, 3, h, w) uint8, ``n`` of them evenly spaced."""
+    pick = np.linspace(0, len(frames) - 1, n).round().astype(int)
+    return torch.from_numpy(frames[pick]).permute(0, 3, 1, 2)
 
 
 def normalise(frames: torch.Tensor) -> torch.Tensor:

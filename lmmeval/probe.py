@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .baseline import CATEGORIES, frame_clips, normalise
+from .baseline import CATEGORIES, normalise, pick_frames
 from .labels import DIMENSIONS
-from .media import load_visual
+from .media import Visual, load_visual
 from .metrics import srcc
 from .model.lmme import preprocess_videos
 
@@ -75,14 +75,15 @@ class QwenVisionEncoder(nn.Module):
         model, processor = build_random_model(preset)
         return cls(model.model.visual, processor, preset["hidden_size"])
 
-    def inputs(self, records: list[dict], sampling) -> dict[str, torch.Tensor]:
+    def inputs(self, visuals: list[Visual]) -> dict[str, torch.Tensor]:
         pixels, grids = [], []
-        for r in records:
-            out = preprocess_videos(self.processor, [load_visual(str(r["video_path"]), sampling)])
+        for v in visuals:
+            out = preprocess_videos(self.processor, [v])
             pixels.append(out["pixel_values_videos"])
             grids.append(out["video_grid_thw"][0])
         if len({tuple(g.tolist()) for g in grids}) != 1:
-            raise ValueError("the probe needs every video sampled to the same grid (same length and size)")
+            raise ValueError("every video must be sampled to the same patch grid (same length and frame size); "
+                             f"got {sorted({tuple(g.tolist()) for g in grids})}")
         return {"pixels": torch.stack(pixels), "grid": torch.stack(grids)}  # (n, patches, 1176), (n, 3)
 
     def tokens(self, pixels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -110,8 +111,8 @@ class FrameEncoder(nn.Module):
             self.features, self.dim = nn.Sequential(net.features, nn.AdaptiveAvgPool2d(1), nn.Flatten()), 576
         self.frames = frames
 
-    def inputs(self, records: list[dict], sampling) -> dict[str, torch.Tensor]:
-        return {"clips": frame_clips(records, sampling, self.frames)}
+    def inputs(self, visuals: list[Visual]) -> dict[str, torch.Tensor]:
+        return {"clips": torch.stack([pick_frames(v.frames, self.frames) for v in visuals])}  # (n, t, 3, h, w) uint8
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         b, t = clips.shape[:2]
@@ -120,7 +121,7 @@ class FrameEncoder(nn.Module):
     def feature_map(self, frames: torch.Tensor) -> torch.Tensor:
         """ResNet only: uint8 (n, 3, h, w) frames -> (n, 512, h/32, w/32), the map before pooling."""
         net = self.features
-        if not isinstance(net, nn.Module) or not hasattr(net, "layer4"):
+        if not hasattr(net, "layer4"):
             raise ValueError("feature_map needs the resnet18 encoder")
         x = net.maxpool(net.relu(net.bn1(net.conv1(normalise(frames)))))
         return net.layer4(net.layer3(net.layer2(net.layer1(x))))
@@ -134,8 +135,17 @@ class Probe(nn.Module):
         self.readout = nn.Sequential(nn.LayerNorm(encoder.dim), nn.Linear(encoder.dim, len(DIMENSIONS) + len(CATEGORIES)))
 
     def forward(self, **inputs) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.readout(self.encoder(**inputs))  # (b, 2 + 8)
+        return self.head(self.encoder(**inputs))
+
+    def head(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(b, d) embedding -> MOS (b, 2) in [0, 100], category logits (b, 8)."""
+        out = self.readout(embedding)  # (b, 2 + 8)
         return 100 * torch.sigmoid(out[:, :2]), out[:, 2:]
+
+
+def decode(records: list[dict], sampling) -> list[Visual]:
+    """Each record's video, sampled as the assessor samples it (decoded once, shared by every input form)."""
+    return [load_visual(str(r["video_path"]), sampling) for r in records]
 
 
 def targets(records: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,6 +208,29 @@ def fit(model: nn.Module, n_train: int, batch_loss, epochs: int, batch_size: int
     return history
 
 
+def plot_curves(curves: dict[str, list[dict]], path, title: str = "") -> None:
+    """Per-epoch held-out quality SRCC, authenticity SRCC and exact-set accuracy, one line per
+    history in ``curves`` (name -> history rows of ``fit``), side by side, to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for name, history in curves.items():
+        epochs = [h["epoch"] for h in history]
+        for ax, key in zip(axes, ("quality_srcc", "authenticity_srcc", "exact_set_accuracy")):
+            ax.plot(epochs, [np.nan if h[key] is None else h[key] for h in history], marker="o", label=name)
+            ax.set_title(title + key.replace("_", " "))
+            ax.set_xlabel("epoch")
+            ax.set_ylim(-0.1, 1)
+            ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def label_loss(scores: torch.Tensor, logits: torch.Tensor, mos: torch.Tensor, cats: torch.Tensor) -> torch.Tensor:
     """L1 on MOS/100 + BCE on the eight categories (the probes' and the baseline's loss)."""
     return F.l1_loss(scores / 100, mos / 100) + F.binary_cross_entropy_with_logits(logits, cats)
@@ -211,7 +244,7 @@ def run_probe(train: list[dict], test: list[dict], sampling, config: ProbeConfig
     else:
         encoder = FrameEncoder(config.encoder, config.frames)
     model = Probe(encoder)
-    train_inputs, test_inputs = encoder.inputs(train, sampling), encoder.inputs(test, sampling)
+    train_inputs, test_inputs = encoder.inputs(decode(train, sampling)), encoder.inputs(decode(test, sampling))
     (mos, cats), (test_mos, test_cats) = targets(train), targets(test)
 
     def batch_loss(idx):

@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .media import load_visual
-from .probe import FrameEncoder, Probe, QwenVisionEncoder, fit, heldout_metrics, label_loss, targets
-from .baseline import frame_clips
+from .media import Visual
+from .probe import (FrameEncoder, Probe, QwenVisionEncoder, decode, fit, heldout_metrics, label_loss,
+                    targets)
 
 TEACHER_DIM = 512  # ResNet-18's last feature map
 
@@ -100,19 +100,18 @@ def pool_to_tokens(feature_map: torch.Tensor, merged_grid: tuple[int, int]) -> t
 
 
 @torch.no_grad()
-def dense_targets(teacher: FrameEncoder, records: list[dict], sampling, grids: torch.Tensor,
-                  merge: int = 2) -> torch.Tensor:
+def dense_targets(teacher: FrameEncoder, visuals: list[Visual], grids: torch.Tensor, merge: int) -> torch.Tensor:
     """(n, merged tokens, 512): the teacher's feature map of every sampled frame, per merged token."""
     teacher.eval()
     out = []
-    for r, grid in zip(records, grids.tolist()):
-        frames = load_visual(str(r["video_path"]), sampling).frames  # (T, h, w, 3) uint8
+    for v, grid in zip(visuals, grids.tolist()):
+        frames = v.frames  # (T, h, w, 3) uint8
         if len(frames) % 2:  # the processor repeats the last frame to fill the temporal patch
             frames = np.concatenate([frames, frames[-1:]])
         fmap = teacher.feature_map(torch.from_numpy(frames).permute(0, 3, 1, 2))  # (T, 512, h/32, w/32)
         tokens = pool_to_tokens(fmap, (grid[1] // merge, grid[2] // merge))
         if len(tokens) != grid[0] * grid[1] * grid[2] // merge**2:
-            raise ValueError(f"{r['video_path']}: {len(tokens)} teacher tokens for a {grid} patch grid")
+            raise ValueError(f"{v.source}: {len(tokens)} teacher tokens for a {grid} patch grid")
         out.append(tokens)
     return torch.stack(out)
 
@@ -132,21 +131,22 @@ def pretrain_vision(corpus: list[dict], sampling, out_dir: str | Path,
     out_dir = Path(out_dir)
     eval_records = eval_records or []
     torch.manual_seed(config.seed)
+    # Each video is decoded once; the teacher's clips, its dense targets and the tower's patches
+    # all come from these frames.
+    visuals, eval_visuals = decode(corpus, sampling), decode(eval_records, sampling)
+    mos, cats = targets(corpus)
 
     # 1. The teacher, trained on the study labels.
     teacher = Probe(FrameEncoder("resnet18", config.teacher_frames))
-    clips = frame_clips(corpus, sampling, config.teacher_frames)  # (n, frames, 3, h, w) uint8
-    mos, cats = targets(corpus)
+    clips = teacher.encoder.inputs(visuals)["clips"]  # (n, frames, 3, h, w) uint8
 
     def teacher_loss(idx):
         scores, logits = teacher(clips=clips[idx])
         return label_loss(scores, logits, mos[idx], cats[idx])
 
-    teacher_eval = _evaluator(teacher, {"clips": frame_clips(eval_records, sampling, config.teacher_frames)}
-                              if eval_records else None, eval_records)
     teacher_history = fit(teacher, len(corpus), teacher_loss, config.teacher_epochs, config.batch_size,
                           config.teacher_lr, config.weight_decay, config.seed, "teacher (resnet18)", progress,
-                          teacher_eval)
+                          _evaluator(teacher, eval_visuals, eval_records))
 
     # 2. The student: the tower of a fresh tiny base, exactly as stage 1 would load it. It is
     # built beside out_dir and moved there at the end: a half-trained tower is never a base.
@@ -155,24 +155,23 @@ def pretrain_vision(corpus: list[dict], sampling, out_dir: str | Path,
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(partial, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(partial)
     student = QwenVisionEncoder(model.model.visual, processor, model.config.vision_config.out_hidden_size)
-    inputs = student.inputs(corpus, sampling)  # pixels (n, patches, 1176), grid (n, 3)
-    dense = dense_targets(teacher.encoder, corpus, sampling, inputs["grid"])  # (n, tokens, 512)
+    inputs = student.inputs(visuals)  # pixels (n, patches, 1176), grid (n, 3)
+    dense = dense_targets(teacher.encoder, visuals, inputs["grid"], processor.video_processor.merge_size)
     mean, std = dense.mean((0, 1)), dense.std((0, 1)) + 1e-6
-    dense = (dense - mean) / std  # per channel: every channel counts alike in the MSE
+    dense = (dense - mean) / std  # (n, tokens, 512); per channel, so every channel counts alike in the MSE
     probe = Probe(student)
     project = nn.Linear(student.dim, TEACHER_DIM)
     trained = nn.ModuleDict({"visual": student.visual, "readout": probe.readout, "project": project})
 
     def student_loss(idx):
         tokens = student.tokens(inputs["pixels"][idx], inputs["grid"][idx])  # (b, tokens, d)
-        out = probe.readout(tokens.mean(1))  # (b, 2 + 8)
-        loss = config.label_weight * label_loss(100 * torch.sigmoid(out[:, :2]), out[:, 2:], mos[idx], cats[idx])
+        scores, logits = probe.head(tokens.mean(1))
+        loss = config.label_weight * label_loss(scores, logits, mos[idx], cats[idx])
         return loss + config.distill_weight * F.mse_loss(project(tokens), dense[idx])
 
-    student_eval = _evaluator(probe, student.inputs(eval_records, sampling) if eval_records else None, eval_records)
     student_history = fit(trained, len(corpus), student_loss, config.student_epochs, config.batch_size,
                           config.student_lr, config.weight_decay, config.seed, "student (qwen vision tower)",
-                          progress, student_eval)
+                          progress, _evaluator(probe, eval_visuals, eval_records))
 
     # 3. The base with the trained tower (the language model stays the tiny base's).
     model.eval().save_pretrained(partial, safe_serialization=True)
@@ -183,8 +182,9 @@ def pretrain_vision(corpus: list[dict], sampling, out_dir: str | Path,
             "teacher": teacher_history, "student": student_history, "base": str(out_dir)}
 
 
-def _evaluator(model: Probe, inputs: dict | None, records: list[dict]):
-    if inputs is None:
+def _evaluator(model: Probe, visuals: list[Visual], records: list[dict]):
+    """Held-out metrics of ``model`` on ``records`` after each epoch (None without records)."""
+    if not records:
         return None
-    mos, cats = targets(records)
+    inputs, (mos, cats) = model.encoder.inputs(visuals), targets(records)
     return lambda: heldout_metrics(model, inputs, mos, cats)

@@ -5,7 +5,7 @@ import pytest
 
 from lmmeval.model.config import SamplingConfig
 from lmmeval.prepare import load_manifest
-from lmmeval.probe import ProbeConfig, QwenVisionEncoder, run_probe
+from lmmeval.probe import ProbeConfig, QwenVisionEncoder, decode, run_probe
 
 SAMPLING = SamplingConfig(fps=4.0, max_frames=8, max_pixels=112 * 112)
 
@@ -37,7 +37,7 @@ def test_qwen_encoder_sees_the_processor_grid(prepared_manifest):
     """The Qwen probe is fed the processor's patches: 8 frames of 112 x 112 -> a (4, 8, 8) grid."""
     records = load_manifest(prepared_manifest)[:2]
     encoder = QwenVisionEncoder.random(wide=False)
-    inputs = encoder.inputs(records, SAMPLING)
+    inputs = encoder.inputs(decode(records, SAMPLING))
     assert inputs["grid"].tolist() == [[4, 8, 8]] * 2
     assert inputs["pixels"].shape == (2, 4 * 8 * 8, 3 * 2 * 14 * 14)
     features = encoder(**inputs)
@@ -79,3 +79,12 @@ def test_git_commit_names_the_checkout():
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout")
     assert git_commit() == head + ("-dirty" if changed else "")
+
+
+def test_plot_curves_writes_a_png_with_undefined_points(tmp_path):
+    """An epoch whose SRCC is undefined (constant prediction) is a gap, not an error."""
+    from lmmeval.probe import plot_curves
+
+    row = {"quality_srcc": 0.5, "authenticity_srcc": None, "exact_set_accuracy": 0.2}
+    plot_curves({"a": [{"epoch": 1, **row}, {"epoch": 2, **row}]}, tmp_path / "c.png", "held-out ")
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

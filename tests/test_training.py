@@ -183,3 +183,15 @@ def test_cross_validation_checks_the_manifest_folds(prepared_manifest, tmp_path)
 
     with pytest.raises(ValueError, match=r"its folds are \[0, 1, 2, 3, 4\], not 0..2"):
         cross_validate(prepared_manifest, tmp_path, folds=3)
+
+
+def test_load_sampling_reads_the_stage1_block():
+    """What the probes and stage 0 sample: the stage-1 config's block, as training reads it."""
+    from pathlib import Path
+
+    from lmmeval.training import load_sampling, load_train_config
+
+    configs = Path(__file__).resolve().parents[1] / "configs" / "tiny"
+    assert load_sampling(configs / "stage1.yaml") == load_train_config(configs / "stage1.yaml").sampling
+    with pytest.raises(ValueError, match=r"stage2.yaml: no 'sampling' block"):
+        load_sampling(configs / "stage2.yaml")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from lmmeval.prepare import load_manifest
 from lmmeval.crossval import git_commit
-from lmmeval.probe import ENCODERS, ProbeConfig, run_probe
-from lmmeval.training import load_train_config
+from lmmeval.probe import ENCODERS, ProbeConfig, plot_curves, run_probe
+from lmmeval.training import load_sampling
 
 TINY_STAGE1 = Path(__file__).resolve().parent.parent / "configs" / "tiny" / "stage1.yaml"
 
@@ -37,7 +37,7 @@ def main() -> int:
     if not test:
         raise SystemExit(f"{args.manifest}: no record in fold {args.fold}")
     # What the tiny assessor sees: the sampling of its stage-1 config.
-    sampling = load_train_config(TINY_STAGE1, {"manifest": args.manifest, "output_dir": ""}).sampling
+    sampling = load_sampling(TINY_STAGE1)
     commit = git_commit()
     results = {}
     for name in args.encoders:
@@ -59,31 +59,9 @@ def main() -> int:
     out.with_suffix(".md").write_text(f"Held-out fold {args.fold} ({n['n_test']} videos; trained on {n['n_train']}) "
                                       f"after {args.epochs} epochs. `{command}` at commit `{commit}`.\n\n"
                                       + "\n".join(rows) + "\n")
-    _plot(results, out.with_suffix(".png"))
+    plot_curves({name: r["history"] for name, r in results.items()}, out.with_suffix(".png"))
     print(out.with_suffix(".md").read_text())
     return 0
-
-
-def _plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    for name, r in results.items():
-        epochs = [h["epoch"] for h in r["history"]]
-        for ax, key in zip(axes, ("quality_srcc", "authenticity_srcc", "exact_set_accuracy")):
-            ax.plot(epochs, [h[key] if h[key] is not None else float("nan") for h in r["history"]], marker="o",
-                    label=name)
-            ax.set_title(key.replace("_", " "))
-            ax.set_xlabel("epoch")
-            ax.set_ylim(-0.1, 1)
-            ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

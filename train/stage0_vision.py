@@ -18,7 +18,8 @@ from pathlib import Path
 
 from lmmeval.crossval import git_commit
 from lmmeval.prepare import load_manifest
-from lmmeval.training import load_train_config
+from lmmeval.probe import plot_curves
+from lmmeval.training import load_sampling
 from lmmeval.vision_pretrain import load_vision_pretrain_config, pretrain_vision
 
 TINY_STAGE1 = Path(__file__).resolve().parent.parent / "configs" / "tiny" / "stage1.yaml"
@@ -38,12 +39,13 @@ def main() -> int:
     eval_records = load_manifest(args.eval_manifest) if args.eval_manifest else None
     if eval_records:
         # Disjoint means different renders, not different names (ids repeat across seeds).
-        shared = _digests(corpus).keys() & _digests(eval_records).keys()
+        held_out = _digests(eval_records)
+        shared = _digests(corpus).keys() & held_out.keys()
         if shared:
             raise SystemExit(f"{args.eval_manifest} shares {len(shared)} video(s) with {args.manifest} (byte-identical "
-                             f"files, e.g. {_digests(eval_records)[min(shared)]}): render the corpus with another --seed")
+                             f"files, e.g. {held_out[min(shared)]}): render the corpus with another --seed")
     commit = git_commit()
-    sampling = load_train_config(TINY_STAGE1, {"manifest": args.manifest, "output_dir": ""}).sampling
+    sampling = load_sampling(TINY_STAGE1)  # the tower learns on what stage 1 will feed it
     report = pretrain_vision(corpus, sampling, args.out, config, eval_records)
     report |= {"command": "python train/stage0_vision.py " + " ".join(sys.argv[1:]), "commit": commit,
                "manifest": args.manifest, "eval_manifest": args.eval_manifest}
@@ -76,29 +78,7 @@ def _write_report(report: dict, prefix: Path) -> None:
         f"Trained on {report['n_corpus']} videos of `{report['manifest']}`, {held_out}. `{report['command']}` "
         f"at commit `{report['commit']}`.\n\n" + "\n".join(rows) + "\n")
     if report["n_eval"]:
-        _plot(report, prefix.with_suffix(".png"))
-
-
-def _plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    for name in ("teacher", "student"):
-        epochs = [h["epoch"] for h in report[name]]
-        for ax, key in zip(axes, ("quality_srcc", "authenticity_srcc", "exact_set_accuracy")):
-            ax.plot(epochs, [h[key] if h[key] is not None else float("nan") for h in report[name]], marker="o",
-                    label=name)
-            ax.set_title(f"held-out {key.replace('_', ' ')}")
-            ax.set_xlabel("epoch")
-            ax.set_ylim(-0.1, 1)
-            ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        plot_curves({name: report[name] for name in ("teacher", "student")}, prefix.with_suffix(".png"), "held-out ")
 
 
 if __name__ == "__main__":

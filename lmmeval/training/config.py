@@ -80,4 +80,19 @@ def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainC
     return build_dataclass(TrainConfig, data, str(path), _NESTED)
 
 
+def load_sampling(path: str | Path) -> SamplingConfig:
+    """The ``sampling`` block of a stage-1 YAML: how an assessor trained from it samples videos
+    (for tools that must see what the assessor sees, e.g. the probes and stage 0)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("sampling"), dict):
+        raise ValueError(f"{path}: no 'sampling' block (it is set in stage 1 configs)")
+    return build_dataclass(SamplingConfig, data["sampling"], f"{path}.sampling", {})
+
+
 _NESTED = {"saliency_loss": SaliencyLossWeights, "sampling": SamplingConfig, "lora": LoraSettings}
