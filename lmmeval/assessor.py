@@ -29,7 +29,7 @@ from .labels import LEVELS
 from .media import Visual, load_visual
 from .model.config import CONFIG_NAME, AssessorConfig, SamplingConfig
 from .model.heads import RegressionHead, RegressionHeadConfig, SaliencyDecoder, SaliencyDecoderConfig
-from .model.lmme import LEVEL_TASKS, LMME3DHF, build_batch, preprocess_videos
+from .model.lmme import LEVEL_TASKS, LMME3DHF, build_batch, preprocess_videos, takes_encoder_outputs
 from .prompts import DISTORTION_ANSWER_STEM, parse_distortion_answer
 
 HEADS_NAME = "heads.safetensors"
@@ -241,10 +241,7 @@ class Assessor:
             raise FileNotFoundError(f"{base_path}: base model directory not found (pass --base / base=)")
         device = torch.device(device) if device is not None else default_device()
         processor = AutoProcessor.from_pretrained(path)  # the checkpoint's own (its sampling/pixel budget)
-        if str(base_path) in RANDOM_BASES:
-            backbone, _ = _load_base(base_path, device)
-        else:
-            backbone = _load_backbone(base_path, device)  # no second processor: the base's would be discarded
+        backbone, _ = _load_base(base_path, device, with_processor=False)
         peft_model = None
         if (path / "adapter_config.json").is_file():
             from peft import PeftModel
@@ -372,7 +369,7 @@ class Assessor:
         tasks = ("distortions",) if task == "distortions" else ("describe",)
         batch = build_batch(self.processor, visuals, tasks, pixels=pixels)
         backbone = self.model.backbone
-        reuse = video_features is not None and getattr(backbone, "_supports_mm_encoder_outputs", lambda: False)()
+        reuse = video_features is not None and takes_encoder_outputs(backbone)
         if reuse:  # the pixels are not needed: do not copy them to the device
             batch = dataclasses.replace(batch, pixel_values_videos=batch.pixel_values_videos[:0])
         batch = batch.to(self.device)
@@ -439,8 +436,9 @@ def _resolve(checkpoint: Path, base: str) -> Path:
 RANDOM_BASES = ("preset:7b-random", "preset:tiny-random")
 
 
-def _load_base(base: str | Path, device: torch.device):
-    """(backbone, processor) from a base directory, or built in memory for a random preset."""
+def _load_base(base: str | Path, device: torch.device, with_processor: bool = True):
+    """(backbone, processor) from a base directory, or built in memory for a random preset.
+    ``with_processor=False`` skips reading the base's processor (None): a checkpoint has its own."""
     from transformers import AutoProcessor
 
     if str(base) in RANDOM_BASES:
@@ -450,7 +448,7 @@ def _load_base(base: str | Path, device: torch.device):
         torch.manual_seed(0)  # the same random weights every time, per device
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         return build_random_model(shape, dtype=dtype, device=device)
-    return _load_backbone(Path(base), device), AutoProcessor.from_pretrained(base)
+    return _load_backbone(Path(base), device), AutoProcessor.from_pretrained(base) if with_processor else None
 
 
 def _load_backbone(base: Path, device: torch.device):

@@ -10,12 +10,11 @@ at inference; only the pixel values are replaced by their differentiable twins.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .labels import DIMENSIONS
-from .media import Visual, frame_size
+from .media import frame_size
 from .model.lmme import LEVEL_TASKS, build_batch
 
 
@@ -58,12 +57,11 @@ def reward(assessor, frames: torch.Tensor, dimension: str = "quality", as_loss: 
     patch, merge = processor.patch_size, processor.merge_size
     pixels = torch.cat([patchify(v, processor.image_mean, processor.image_std, patch, merge,
                                  processor.temporal_patch_size) for v in resized])
-    grid = torch.tensor([[t // processor.temporal_patch_size, nh // patch, nw // patch]] * b)
-    # The prompt's token layout needs each video's shape and fps only: zero-copy stand-ins.
-    shapes = [Visual(frames=np.broadcast_to(np.zeros((), np.uint8), (t, nh, nw, 3)), original_size=(h, w),
-                     is_image=False, frame_indices=list(range(t)), fps=sampling.fps, source="<tensor>")] * b
-    batch = build_batch(assessor.processor, shapes, LEVEL_TASKS,
-                        pixels={"pixel_values_videos": pixels, "video_grid_thw": grid}).to(device)
+    # The same vision inputs preprocess_videos gives, with frames sampling.fps apart.
+    vision = {"pixel_values_videos": pixels,
+              "video_grid_thw": torch.tensor([[t // processor.temporal_patch_size, nh // patch, nw // patch]] * b),
+              "second_per_grid_ts": torch.full((b,), processor.temporal_patch_size / sampling.fps)}
+    batch = build_batch(assessor.processor, None, LEVEL_TASKS, pixels=vision).to(device)
     # A fixed critic: no gradients for its parameters, no dropout. Both are restored afterwards;
     # the graph built here keeps its parameters as constants either way.
     modes, flags = [m.training for m in model.modules()], [p.requires_grad for p in model.parameters()]

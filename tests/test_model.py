@@ -170,12 +170,16 @@ def test_embedded_demo_checkpoint(capsys, video_path):
 
 
 def test_fallback_without_shared_encoder_outputs_gives_the_same_result(tiny_assessor, video_path, monkeypatch):
-    """Older transformers (no ``mm_encoder_outputs``): the vision tower runs per sequence, same numbers."""
+    """Older transformers (no ``mm_encoder_outputs``): the vision tower runs per sequence and
+    generate encodes the pixels itself; same numbers and answers."""
+    import lmmeval.assessor
     import lmmeval.model.lmme as lmme
 
     shared = tiny_assessor.assess(str(video_path))
-    monkeypatch.setattr(lmme, "_FORWARD_TAKES_ENCODER_OUTPUTS", False)
+    for module in (lmme, lmmeval.assessor):
+        monkeypatch.setattr(module, "takes_encoder_outputs", lambda model: False)
     fallback = tiny_assessor.assess(str(video_path))
+    assert fallback.distortions == shared.distortions
     assert fallback.quality == pytest.approx(shared.quality, abs=1e-4)
     assert fallback.level_probs["quality"] == pytest.approx(shared.level_probs["quality"], abs=1e-5)
     np.testing.assert_allclose(fallback.saliency, shared.saliency, atol=1e-5)
@@ -273,3 +277,15 @@ def test_answers_are_generated_on_the_forward_pass_vision_features(synthetic_raw
     from lmmeval.prompts import DISTORTION_ANSWER_STEM, parse_distortion_answer
 
     assert all(t.startswith(DISTORTION_ANSWER_STEM) and parse_distortion_answer(t) for t in reused["distortions"])
+
+
+def test_from_pretrained_reads_only_the_checkpoint_processor(monkeypatch):
+    """The checkpoint carries its processor; the base's would be read and thrown away."""
+    from transformers import AutoProcessor
+
+    calls, original = [], AutoProcessor.from_pretrained
+    monkeypatch.setattr(AutoProcessor, "from_pretrained", lambda path, *a, **k: calls.append(str(path)) or original(path, *a, **k))
+    from lmmeval.assessor import DEMO_CHECKPOINT
+
+    Assessor.from_pretrained(device="cpu")  # the demo checkpoint, with its base inside
+    assert calls == [str(DEMO_CHECKPOINT)]

@@ -102,7 +102,8 @@ class ModelBatch:
 
 
 def preprocess_videos(processor, visuals) -> dict[str, torch.Tensor]:
-    """The video processor's ``pixel_values_videos`` (all patches) and ``video_grid_thw`` (B, 3)."""
+    """A batch's vision inputs: the video processor's ``pixel_values_videos`` (all patches),
+    ``video_grid_thw`` (B, 3), and ``second_per_grid_ts`` (B,), seconds per temporal patch."""
     video_processor = processor.video_processor
     videos = [torch.from_numpy(v.frames).permute(0, 3, 1, 2) for v in visuals]  # (T, 3, h, w)
     pixels = video_processor(videos=videos, video_metadata=[{"fps": v.fps, "total_num_frames": len(v.frames)}
@@ -114,7 +115,8 @@ def preprocess_videos(processor, visuals) -> dict[str, torch.Tensor]:
         raise ValueError(f"the processor resized frames differently from the sampling config "
                          f"({(grid[:, 1] * grid[:, 2]).tolist()} vs {expected} patches); widen the processor's "
                          "min/max pixels or match sampling.max_pixels to it")
-    return {"pixel_values_videos": pixels["pixel_values_videos"], "video_grid_thw": grid}
+    seconds = torch.tensor([video_processor.temporal_patch_size / v.fps for v in visuals])
+    return {"pixel_values_videos": pixels["pixel_values_videos"], "video_grid_thw": grid, "second_per_grid_ts": seconds}
 
 
 def build_batch(processor, visuals, tasks: tuple[str, ...] = LEVEL_TASKS, answers: list[dict] | None = None,
@@ -124,7 +126,8 @@ def build_batch(processor, visuals, tasks: tuple[str, ...] = LEVEL_TASKS, answer
     Each answer continues its stem directly, e.g. " good." or " Eye Distortions.",
     and is followed by ``<|im_end|>``; the labels cover the answer and the end token
     (the stem is part of the prompt, so the model learns to fill it, not repeat it).
-    ``pixels`` (from ``preprocess_videos``) reuses an earlier preprocessing of the same visuals.
+    ``pixels`` (``preprocess_videos``'s dict, or one built the same way, e.g. by the
+    differentiable reward) replaces preprocessing ``visuals``, which may then be None.
     """
     tokenizer, video_processor = processor.tokenizer, processor.video_processor
     # Pixels once per video (the processor would redo them for every sequence that shows it).
@@ -133,7 +136,7 @@ def build_batch(processor, visuals, tasks: tuple[str, ...] = LEVEL_TASKS, answer
     # Text: each sequence's single <|video_pad|> expanded to its video's token count, as the
     # processor's own expansion does (tests compare the two).
     texts, suffix_lens = [], []
-    for b in range(len(visuals)):
+    for b in range(len(grid)):
         video_tokens = processor.video_token * int(grid[b].prod() // video_processor.merge_size**2)
         for task in tasks:
             text = question_prompt(processor, task).replace(processor.video_token, video_tokens)
@@ -154,19 +157,15 @@ def build_batch(processor, visuals, tasks: tuple[str, ...] = LEVEL_TASKS, answer
         input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
         mm_token_type_ids=(enc["input_ids"] == processor.video_token_id).long() * 2,  # 2 marks video tokens
         pixel_values_videos=pixels["pixel_values_videos"], video_grid_thw=grid,
-        second_per_grid_ts=torch.tensor([video_processor.temporal_patch_size / v.fps for v in visuals]),
+        second_per_grid_ts=pixels["second_per_grid_ts"],
         tasks=tuple(tasks), stem_end=seq_len - 1 - suffix, labels=labels,
     )
 
 
-_FORWARD_TAKES_ENCODER_OUTPUTS = None
-
-
-def _takes_encoder_outputs(model) -> bool:
-    global _FORWARD_TAKES_ENCODER_OUTPUTS
-    if _FORWARD_TAKES_ENCODER_OUTPUTS is None:
-        _FORWARD_TAKES_ENCODER_OUTPUTS = "mm_encoder_outputs" in inspect.signature(model.forward).parameters
-    return _FORWARD_TAKES_ENCODER_OUTPUTS
+def takes_encoder_outputs(module) -> bool:
+    """Whether this transformers version lets ``module`` (the Qwen2.5-VL model, or the generating
+    model, whose ``generate`` checks the same) take precomputed vision features, ``mm_encoder_outputs``."""
+    return "mm_encoder_outputs" in inspect.signature(module.forward).parameters
 
 
 class LMME3DHF(nn.Module):
@@ -202,7 +201,7 @@ class LMME3DHF(nn.Module):
         sec = batch.second_per_grid_ts.repeat_interleave(k, 0) if batch.second_per_grid_ts is not None else None
         common = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                       mm_token_type_ids=batch.mm_token_type_ids, video_grid_thw=grid, second_per_grid_ts=sec)
-        if _takes_encoder_outputs(self.backbone.model):
+        if takes_encoder_outputs(self.backbone.model):
             shared = BaseModelOutputWithPooling(pooler_output=tuple(m for m in merged for _ in range(k)))
             out = self.backbone.model(**common, mm_encoder_outputs={"video": shared})
         else:  # older transformers: the vision tower runs again for each sequence
