@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from .provenance import git_commit
+
 
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
@@ -128,7 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
 
-    from .crossval import git_commit
     from .synth import SynthConfig, synthesize
 
     work = Path(tempfile.mkdtemp(prefix="lmmeval-bench-"))

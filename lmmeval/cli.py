@@ -93,8 +93,7 @@ def _score(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import run
 
-    run(args.model, args.manifest, args.fold, args.out, base=args.base, device=args.device,
-                 batch_size=args.batch_size)
+    run(args.model, args.manifest, args.fold, args.out, base=args.base, device=args.device, batch_size=args.batch_size)
     print((Path(args.out) / "report.md").read_text())
     return 0
 

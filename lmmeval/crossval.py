@@ -9,7 +9,6 @@ Markdown table (``docs/results.md`` with ``make cv``) and a JSON file.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from .baseline import BaselineConfig, predict_baseline, train_baseline
 from .evaluate import evaluate, score_report
 from .labels import DIMENSIONS
 from .prepare import load_manifest
+from .provenance import git_commit
 from .training import load_train_config, run_stage
 
 SALIENCY_KEYS = ("auc_judd", "nss", "cc", "sim", "kld")
@@ -96,8 +96,8 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     for r in results:
         r["assessor"].pop("predictions", None)
     label = "LMME3DHF, tiny preset" + (f", base {base}" if base else "")
-    out = {"folds": results, "table": table(results, label), "base": str(base) if base else None, "minutes": (time.time() - start) / 60, "command": command,
-           "commit": commit}
+    out = {"folds": results, "table": table(results, label), "base": str(base) if base else None,
+           "minutes": (time.time() - start) / 60, "command": command, "commit": commit}
     work.mkdir(parents=True, exist_ok=True)
     (work / "results.json").write_text(json.dumps(out, indent=2))
     if results_md:
@@ -111,18 +111,3 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
             f"CPU. Produced by `{command}` at commit `{out['commit']}` in {out['minutes']:.0f} minutes; per-fold "
             f"numbers in `{per_fold}`.\n\n{out['table']}\n")
     return out
-
-
-def git_commit() -> str:
-    """The checked-out commit (short hash), '-dirty' appended when tracked files differ from it,
-    or 'unknown' outside a git checkout. Long runs take it when they start: the code they import then
-    is the code they run."""
-    here = Path(__file__).parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=here, check=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                 text=True, cwd=here, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("-dirty" if changed else "")

@@ -36,7 +36,6 @@ from .media import VIDEO_SUFFIXES, video_info
 from .prompts import DISTORTION_QUESTION, QUESTIONS, conversation, distortion_answer, level_answer
 
 
-
 @dataclass(frozen=True)
 class PrepareConfig:
     folds: int = 5  # cross-validation folds, stratified by generator

@@ -68,7 +68,7 @@ def test_git_commit_names_the_checkout():
     import subprocess
     from pathlib import Path
 
-    from lmmeval.crossval import git_commit
+    from lmmeval.provenance import git_commit
 
     root = Path(__file__).resolve().parents[1]
     try:

@@ -35,8 +35,8 @@ def main() -> int:
                         "--folds", str(args.folds), "-q"], check=True)
         manifest = work / "prepared" / "manifest.jsonl"
     command = "python train/cross_validate.py " + " ".join(sys.argv[1:])
-    out = cross_validate(manifest, work, folds=args.folds, steps=args.steps, results_md=args.results, command=command.strip(),
-                         base=args.base)
+    out = cross_validate(manifest, work, folds=args.folds, steps=args.steps, results_md=args.results,
+                         command=command.strip(), base=args.base)
     print(out["table"])
     return 0
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from lmmeval.prepare import load_manifest
-from lmmeval.crossval import git_commit
+from lmmeval.provenance import git_commit
 from lmmeval.probe import ENCODERS, ProbeConfig, plot_curves, run_probe
 from lmmeval.training import load_sampling
 

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from lmmeval.crossval import git_commit
+from lmmeval.provenance import git_commit
 from lmmeval.prepare import load_manifest
 from lmmeval.probe import plot_curves
 from lmmeval.training import load_sampling
