@@ -257,9 +257,12 @@ def _from_array(arr: np.ndarray, sampling) -> Visual:
     if is_image:
         return _finish(np.concatenate([arr, arr]), "<array>", True, [0, 0], 1.0, sampling, [])
     # In-memory videos carry no frame rate: every frame is used (up to the cap), and
-    # the sampled frames are taken to be ``sampling.fps`` apart.
+    # the sampled frames are taken to be ``sampling.fps`` apart. The count follows the file
+    # rule (sample_times): within [min_frames, max_frames] and even, so a short clip repeats
+    # frames rather than giving the model fewer than it was trained on.
     t = arr.shape[0]
-    indices = np.linspace(0, t - 1, max(2, min(sampling.max_frames, t) // 2 * 2)).round().astype(int).tolist()
+    n = max(sampling.min_frames, min(sampling.max_frames, t))
+    indices = np.linspace(0, t - 1, n - n % 2).round().astype(int).tolist()
     notes = [f"frame cap: {t} frames sampled to {len(indices)}"] if t > sampling.max_frames else []
     return _finish(arr[indices], "<array>", False, indices, sampling.fps, sampling, notes)
 

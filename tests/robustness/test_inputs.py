@@ -145,3 +145,19 @@ def test_score_cli_continues_past_failures(tiny_assessor, inputs, tmp_path):
 def test_arrays_of_wrong_shape_or_range(tiny_assessor, array, message):
     with pytest.raises(ValueError, match=message):
         tiny_assessor.assess(array)
+
+
+@pytest.mark.parametrize("frames, expected", [
+    (3, [0, 1, 1, 2]),              # shorter than min_frames=4: frames repeat, count raised to 4
+    (5, [0, 1, 3, 4]),              # odd count made even: linspace(0, 4, 4) = 0, 1.33, 2.67, 4, rounded
+    (20, [0, 3, 5, 8, 11, 14, 16, 19]),  # capped at max_frames=8, spread over the clip
+])
+def test_array_videos_follow_the_file_frame_count_rule(frames, expected):
+    """In-memory videos get the count sample_times gives files: within [min, max] and even."""
+    from lmmeval.media import load_visual
+    from lmmeval.model.config import SamplingConfig
+
+    sampling = SamplingConfig(fps=8.0, min_frames=4, max_frames=8, max_pixels=56 * 56)
+    visual = load_visual(_frames(frames, 28, 28), sampling)
+    assert visual.frame_indices == expected
+    assert len(visual.frames) == len(expected)
