@@ -185,6 +185,29 @@ def test_cross_validation_checks_the_manifest_folds(prepared_manifest, tmp_path)
         cross_validate(prepared_manifest, tmp_path, folds=3)
 
 
+def test_cross_validation_table_is_mean_and_population_std_over_folds():
+    """Hand-worked: folds at 0.8 and 0.9 are 0.850 ± 0.050 (numpy.std, population form); a fold
+    where a number is undefined (a constant prediction) is counted in the cell, not dropped silently."""
+    from lmmeval.crossval import SALIENCY_KEYS, table
+
+    def fold(q, a, exact, cc):
+        dim = lambda srcc: {"srcc": srcc, "plcc_fitted": srcc, "krcc": srcc}  # noqa: E731
+        return {"assessor": {"quality": dim(q), "authenticity": dim(a), "distortions": {"exact_set_accuracy": exact},
+                             "saliency": {k: cc for k in SALIENCY_KEYS}},
+                "baseline": {"quality": dim(None), "authenticity": dim(0.1), "distortions": {"exact_set_accuracy": 0.0}}}
+
+    text = table([fold(0.8, 0.5, 0.6, 0.7), fold(0.9, None, 0.8, 0.5)], "ours")
+    ours = next(line for line in text.splitlines() if line.startswith("| ours") and "AUC" not in line)
+    cells = [c.strip() for c in ours.strip("|").split("|")]
+    assert cells[1] == "0.850 ± 0.050"                       # quality SRCC
+    assert cells[4] == "0.500 ± 0.000 (1/2 folds)"           # authenticity SRCC, one fold undefined
+    assert cells[7] == "0.700 ± 0.100"                       # exact-set accuracy
+    baseline = next(line for line in text.splitlines() if line.startswith("| MobileNetV3"))
+    assert "| n/a |" in baseline and "0.100 ± 0.000" in baseline
+    saliency = text.splitlines()[-1]
+    assert saliency.startswith("| ours") and saliency.count("0.600 ± 0.100") == len(SALIENCY_KEYS)
+
+
 def test_load_sampling_reads_the_stage1_block():
     """What the probes and stage 0 sample: the stage-1 config's block, as training reads it."""
     from pathlib import Path
