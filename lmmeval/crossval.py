@@ -3,7 +3,8 @@
 For each fold: the three training stages on the other folds (configs/tiny/*.yaml,
 in this process, under DeepSpeed), `evaluate` on the held-out fold, and the
 baseline trained and tested on the same split. Mean +- std over folds go to a
-Markdown table (``docs/results.md`` with ``make cv``) and a JSON file.
+Markdown table (``docs/results_cv.md`` with ``make cv``; ``docs/results.md`` reads it) and a
+JSON file next to it. The table file is generated whole, so nothing hand-written goes in it.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def table(folds: list[dict], assessor_label: str = "LMME3DHF, tiny preset") -> s
         cells = [_mean_std([f[name][dim][k] for f in folds]) for dim in DIMENSIONS for k in ("srcc", "plcc_fitted", "krcc")]
         cells.append(_mean_std([f[name]["distortions"]["exact_set_accuracy"] for f in folds]))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "PLCC after a 4-parameter logistic fit of predictions onto MOS (raw PLCC in results.json).", "",
+    lines += ["", "PLCC after a 4-parameter logistic fit of predictions onto MOS (raw PLCC in the JSON file).", "",
               "| method | AUC-Judd | NSS | CC | SIM | KLD |", "| --- | --- | --- | --- | --- | --- |",
               f"| {assessor_label} | " + " | ".join(_mean_std([f["assessor"]["saliency"][k] for f in folds])
                                                    for k in SALIENCY_KEYS) + " |"]
@@ -105,9 +106,11 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
         per_fold = Path(results_md).with_suffix(".json")
         per_fold.write_text(json.dumps(out, indent=2))
         n = len(load_manifest(manifest))
+        tower = f"stage 1's base `{base}`" if base else "the base's own vision tower"
         Path(results_md).write_text(
-            f"# Cross-validation on the synthetic benchmark\n\n"
+            f"# Cross-validation on the synthetic benchmark (generated)\n\n"
             f"{folds}-fold cross-validation (folds stratified by generator) on {n} synthetic videos, tiny preset, "
-            f"CPU. Produced by `{command}` at commit `{out['commit']}` in {out['minutes']:.0f} minutes; per-fold "
-            f"numbers in `{per_fold}`.\n\n{out['table']}\n")
+            f"{tower}, CPU. Produced by `{command}` starting at commit `{out['commit']}`, in "
+            f"{out['minutes']:.0f} minutes; per-fold numbers in `{per_fold}`. Written whole by the command; "
+            f"the discussion is in `docs/results.md`.\n\n{out['table']}\n")
     return out
