@@ -42,9 +42,10 @@ demo: $(STAMP)
 	$(PY) -m lmmeval.demo --out demo_out
 
 # Retrain the embedded demo checkpoint (lmmeval/assets/demo_checkpoint) with the
-# project's own training scripts on a synthetic study, then evaluate it on another one.
-demo-checkpoint: $(STAMP)
-	$(PY) train/build_demo_checkpoint.py
+# project's own training scripts on a synthetic study, stage 1 starting from stage 0's
+# base, then evaluate it on another study (docs/demo_checkpoint/).
+demo-checkpoint: $(PRETRAINED_BASE)
+	$(PY) train/build_demo_checkpoint.py --base runs/pretrain/base
 
 # The cross-validation study: 400 videos (seed 0), the paper's 5 generator-stratified folds.
 CV_MANIFEST       := runs/cv/prepared/manifest.jsonl
@@ -71,7 +72,8 @@ $(PRETRAINED_BASE): $(PRETRAIN_MANIFEST) $(CV_MANIFEST) configs/tiny/stage0_visi
 pretrain: $(PRETRAINED_BASE)
 
 # 5-fold cross-validation of the tiny preset (stage 1 on stage 0's base) and the CNN baseline
-# (about 40 minutes on 2 CPU cores after `make pretrain`); writes docs/results.{md,json}.
+# (about 40 minutes on 2 CPU cores after `make pretrain`); writes docs/results_cv.{md,json},
+# the generated table that docs/results.md discusses.
 cv: $(PRETRAINED_BASE) $(CV_MANIFEST)
 	$(PY) train/cross_validate.py --steps 1000 --manifest $(CV_MANIFEST) --base runs/pretrain/base
 
