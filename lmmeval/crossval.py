@@ -10,6 +10,7 @@ JSON file next to it. The table file is generated whole, so nothing hand-written
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -28,6 +29,9 @@ SALIENCY_KEYS = ("auc_judd", "nss", "cc", "sim", "kld")
 
 def run_fold(manifest: Path, fold: int, work: Path, configs: list[Path], deepspeed: str | None,
              steps: int | None, baseline: BaselineConfig, base: str | None = None) -> dict:
+    # The fold's folder is scratch space: a rerun starts it afresh (training refuses to mix
+    # its checkpoints with an earlier run's).
+    shutil.rmtree(work, ignore_errors=True)
     final = None
     for stage, cfg_path in enumerate(configs, start=1):
         overrides = {"manifest": str(manifest), "output_dir": str(work / f"stage{stage}"), "fold": fold}

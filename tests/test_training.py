@@ -172,6 +172,14 @@ def test_every_shipped_config_parses(path):
     assert config.stage == int(path.stem[-1])
 
 
+def test_a_fresh_run_refuses_an_earlier_runs_checkpoints(train8, tmp_path):
+    """Without --resume, checkpoints already in output_dir would be mixed with the new run's
+    (and a save would fail renaming onto one): refuse before loading anything, naming them."""
+    (tmp_path / "s1" / "checkpoints" / "step00000800").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"s1: holds checkpoints of an earlier run \(step00000800\); pass --resume"):
+        run_stage(_config(1, train8, tmp_path / "s1", base="tiny"), None, progress=False)
+
+
 def test_an_unknown_fold_is_an_error(train8, tmp_path):
     """A fold the manifest does not have would hold out nothing: refuse it, naming the folds."""
     with pytest.raises(ValueError, match=r"no record in fold 7; its folds are \[\d"):

@@ -45,6 +45,9 @@ def main() -> int:
     if args.base != "tiny" and not (ROOT / args.base / "config.json").is_file():
         parser.error(f"--base {args.base}: no config.json there; run `make pretrain` first or pass --base tiny")
 
+    if work.exists():  # scratch space: a rebuild starts afresh (training refuses an earlier run's checkpoints)
+        print(f"clearing {work}", flush=True)
+        shutil.rmtree(work)
     run([py, "-m", "lmmeval.cli", "synth", str(work / "raw"), "--n", str(args.n), "--seed", "0", *SMALL])
     run([py, "-m", "lmmeval.cli", "prepare", str(work / "raw"), str(work / "prepared"), "-q"])
     manifest = str(work / "prepared" / "manifest.jsonl")

@@ -152,6 +152,12 @@ def run_stage(config: TrainConfig, deepspeed_config: str | None = None, resume: 
     all_records = load_manifest(config.manifest)
     check_fold(all_records, config.fold, config.manifest)
     records = [r for r in all_records if r["fold"] != config.fold]
+    ckpt_root = out_dir / CHECKPOINTS
+    earlier = sorted(p.name for p in ckpt_root.glob("step*")) if not resume else []
+    if earlier:
+        # A fresh run would interleave its checkpoints with these (and fail renaming onto one).
+        raise ValueError(f"{out_dir}: holds checkpoints of an earlier run ({', '.join(earlier)}); pass --resume "
+                         "to continue it, or give an output_dir without a checkpoints/ folder")
     assessor = load_assessor_for(config, device)
     if config.gradient_checkpointing:
         # Non-reentrant: the reentrant variant silently yields no LoRA gradients.
@@ -168,7 +174,6 @@ def run_stage(config: TrainConfig, deepspeed_config: str | None = None, resume: 
     engine, _, _, _ = deepspeed.initialize(model=assessor.model, optimizer=optimizer, lr_scheduler=scheduler,
                                            model_parameters=list(params.values()), config=ds_config)
     assessor.model.train()
-    ckpt_root = out_dir / CHECKPOINTS
     step, epoch, pos = 0, 0, 0
     if resume:
         state = _load_latest(engine, ckpt_root)
