@@ -64,7 +64,7 @@ $(PRETRAIN_MANIFEST): | $(STAMP)
 	$(PY) -m lmmeval.cli prepare runs/pretrain/raw runs/pretrain/prepared --folds 5 -q
 
 # Stage 0 (tiny preset): distil a ResNet-18 into the vision tower, scored on the CV study as it
-# goes (about 40 minutes on 2 CPU cores with the corpus); writes docs/vision_pretrain.{md,json,png}.
+# goes (about an hour on 2 CPU cores with the corpus: 10 min rendering, 50 min training); writes docs/vision_pretrain.{md,json,png}.
 $(PRETRAINED_BASE): $(PRETRAIN_MANIFEST) $(CV_MANIFEST) configs/tiny/stage0_vision.yaml
 	$(PY) train/stage0_vision.py --config configs/tiny/stage0_vision.yaml --manifest $(PRETRAIN_MANIFEST) \
 		--out runs/pretrain/base --eval-manifest $(CV_MANIFEST) --report docs/vision_pretrain

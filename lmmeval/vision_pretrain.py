@@ -46,10 +46,10 @@ TEACHER_DIM = 512  # ResNet-18's last feature map
 
 @dataclass
 class VisionPretrainConfig:
-    teacher_epochs: int = 6  # ResNet-18 epochs over the corpus
+    teacher_epochs: int = 10  # ResNet-18 epochs over the corpus (6 left it short of its plateau)
     teacher_frames: int = 4  # frames per video the teacher trains on (its targets then cover every frame)
     teacher_lr: float = 2e-3  # peak of the one-cycle schedule
-    student_epochs: int = 20  # vision-tower epochs; the tower is small (0.34 M parameters), epochs are cheap
+    student_epochs: int = 50  # vision-tower epochs; the tower is small (0.34 M parameters), epochs are cheap
     student_lr: float = 2e-3
     batch_size: int = 16
     weight_decay: float = 0.05
