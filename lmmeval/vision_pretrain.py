@@ -70,16 +70,9 @@ class VisionPretrainConfig:
 
 def load_vision_pretrain_config(path: str | Path) -> VisionPretrainConfig:
     """Read stage 0's YAML; unknown keys and invalid values are errors naming the file."""
-    import yaml
+    from .model.config import build_dataclass, read_yaml
 
-    from .model.config import build_dataclass
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
-    return build_dataclass(VisionPretrainConfig, data, str(path), {})
+    return build_dataclass(VisionPretrainConfig, read_yaml(path), str(path), {})
 
 
 def pool_to_tokens(feature_map: torch.Tensor, merged_grid: tuple[int, int]) -> torch.Tensor:

@@ -226,3 +226,19 @@ def test_load_sampling_reads_the_stage1_block():
     assert load_sampling(configs / "stage1.yaml") == load_train_config(configs / "stage1.yaml").sampling
     with pytest.raises(ValueError, match=r"stage2.yaml: no 'sampling' block"):
         load_sampling(configs / "stage2.yaml")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("stage: 1\nsteps: [1\n", r"bad.yaml: not valid YAML"),
+    ("- stage: 1\n", r"bad.yaml: expected a mapping of keys to values, got list"),
+])
+def test_config_files_that_are_not_yaml_mappings_name_the_file(tmp_path, text, message):
+    """Every config reader (the stages', stage 0's, the sampling block) shares one: same errors."""
+    from lmmeval.training import load_sampling, load_train_config
+    from lmmeval.vision_pretrain import load_vision_pretrain_config
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    for read in (load_train_config, load_sampling, load_vision_pretrain_config):
+        with pytest.raises(ValueError, match=message):
+            read(bad)

@@ -78,6 +78,21 @@ class AssessorConfig:
         return config
 
 
+def read_yaml(path: str | Path) -> dict:
+    """A YAML config file as a dict (an empty file is {}); invalid YAML, or a document that is
+    not a mapping, is a ``ValueError`` naming the file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
 def build_dataclass(cls, data, source: str, nested: dict[str, type]):
     """Dataclass from a dict, recursively (``nested``: field name -> dataclass);
     unknown and missing keys, and invalid values, raise ``ValueError`` naming ``source``."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..model.config import LoraSettings, SamplingConfig, build_dataclass
+from ..model.config import LoraSettings, SamplingConfig, build_dataclass, read_yaml
 
 STAGES = (1, 2, 3)
 
@@ -69,28 +69,15 @@ class TrainConfig:
 
 def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
     """Read a stage's YAML; ``overrides`` (e.g. from the command line) replace its keys."""
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
-    data.update(overrides or {})
+    data = read_yaml(path) | (overrides or {})
     return build_dataclass(TrainConfig, data, str(path), _NESTED)
 
 
 def load_sampling(path: str | Path) -> SamplingConfig:
     """The ``sampling`` block of a stage-1 YAML: how an assessor trained from it samples videos
     (for tools that must see what the assessor sees, e.g. the probes and stage 0)."""
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("sampling"), dict):
+    data = read_yaml(path)
+    if not isinstance(data.get("sampling"), dict):
         raise ValueError(f"{path}: no 'sampling' block (it is set in stage 1 configs)")
     return build_dataclass(SamplingConfig, data["sampling"], f"{path}.sampling", {})
 
