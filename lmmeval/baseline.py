@@ -66,19 +66,30 @@ def normalise(frames: torch.Tensor) -> torch.Tensor:
     return (frames.float() / 255 - MEAN) / STD
 
 
+def targets(records: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """MOS (n, 2) on the 0-100 scale and category indicators (n, 8) of manifest records."""
+    mos = torch.tensor([[r["mos"][d] for d in DIMENSIONS] for r in records], dtype=torch.float32)
+    cats = torch.tensor([[c in r["categories"] for c in CATEGORIES] for r in records], dtype=torch.float32)
+    return mos, cats
+
+
+def label_loss(scores: torch.Tensor, logits: torch.Tensor, mos: torch.Tensor, cats: torch.Tensor) -> torch.Tensor:
+    """L1 on MOS/100 + BCE on the eight categories: the baseline's loss, shared by the probes and stage 0."""
+    return F.l1_loss(scores / 100, mos / 100) + F.binary_cross_entropy_with_logits(logits, cats)
+
+
 def train_baseline(records: list[dict], sampling, config: BaselineConfig = BaselineConfig()) -> FrameCNN:
     torch.manual_seed(config.seed)
     model = FrameCNN()
     clips = frame_clips(records, sampling, config.frames)
-    mos = torch.tensor([[r["mos"][d] for d in DIMENSIONS] for r in records], dtype=torch.float32)
-    cats = torch.tensor([[c in r["categories"] for c in CATEGORIES] for r in records], dtype=torch.float32)
+    mos, cats = targets(records)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
     rng = np.random.default_rng(config.seed)
     model.train()
     for _ in range(config.epochs):
         for idx in np.array_split(rng.permutation(len(records)), max(1, len(records) // config.batch_size)):
             scores, logits = model(clips[idx])
-            loss = F.l1_loss(scores / 100, mos[idx] / 100) + F.binary_cross_entropy_with_logits(logits, cats[idx])
+            loss = label_loss(scores, logits, mos[idx], cats[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()

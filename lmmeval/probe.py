@@ -23,10 +23,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .baseline import CATEGORIES, normalise, pick_frames
+from .baseline import CATEGORIES, label_loss, normalise, pick_frames, targets
 from .labels import DIMENSIONS
 from .media import Visual, load_visual
 from .metrics import srcc
@@ -148,12 +147,6 @@ def decode(records: list[dict], sampling) -> list[Visual]:
     return [load_visual(str(r["video_path"]), sampling) for r in records]
 
 
-def targets(records: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-    mos = torch.tensor([[r["mos"][d] for d in DIMENSIONS] for r in records], dtype=torch.float32)
-    cats = torch.tensor([[c in r["categories"] for c in CATEGORIES] for r in records], dtype=torch.float32)
-    return mos, cats
-
-
 @torch.no_grad()
 def heldout_metrics(model: Probe, inputs: dict, mos: torch.Tensor, cats: torch.Tensor) -> dict:
     model.eval()
@@ -229,11 +222,6 @@ def plot_curves(curves: dict[str, list[dict]], path, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def label_loss(scores: torch.Tensor, logits: torch.Tensor, mos: torch.Tensor, cats: torch.Tensor) -> torch.Tensor:
-    """L1 on MOS/100 + BCE on the eight categories (the probes' and the baseline's loss)."""
-    return F.l1_loss(scores / 100, mos / 100) + F.binary_cross_entropy_with_logits(logits, cats)
 
 
 def run_probe(train: list[dict], test: list[dict], sampling, config: ProbeConfig, progress: bool = True) -> dict:

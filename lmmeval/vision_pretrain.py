@@ -32,14 +32,13 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .media import Visual
-from .probe import (FrameEncoder, Probe, QwenVisionEncoder, decode, fit, heldout_metrics, label_loss,
-                    targets)
+from .baseline import label_loss, targets
+from .probe import FrameEncoder, Probe, QwenVisionEncoder, decode, fit, heldout_metrics
 
 TEACHER_DIM = 512  # ResNet-18's last feature map
 
@@ -98,10 +97,8 @@ def dense_targets(teacher: FrameEncoder, visuals: list[Visual], grids: torch.Ten
     teacher.eval()
     out = []
     for v, grid in zip(visuals, grids.tolist()):
-        frames = v.frames  # (T, h, w, 3) uint8
-        if len(frames) % 2:  # the processor repeats the last frame to fill the temporal patch
-            frames = np.concatenate([frames, frames[-1:]])
-        fmap = teacher.feature_map(torch.from_numpy(frames).permute(0, 3, 1, 2))  # (T, 512, h/32, w/32)
+        # v.frames (T, h, w, 3) uint8: T is even, load_visual fills the last temporal patch.
+        fmap = teacher.feature_map(torch.from_numpy(v.frames).permute(0, 3, 1, 2))  # (T, 512, h/32, w/32)
         tokens = pool_to_tokens(fmap, (grid[1] // merge, grid[2] // merge))
         if len(tokens) != grid[0] * grid[1] * grid[2] // merge**2:
             raise ValueError(f"{v.source}: {len(tokens)} teacher tokens for a {grid} patch grid")
