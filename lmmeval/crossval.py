@@ -27,8 +27,9 @@ from .training import load_train_config, run_stage
 SALIENCY_KEYS = ("auc_judd", "nss", "cc", "sim", "kld")
 
 
-def run_fold(manifest: Path, fold: int, work: Path, configs: list[Path], deepspeed: str | None,
+def run_fold(manifest: Path, records: list[dict], fold: int, work: Path, configs: list[Path], deepspeed: str | None,
              steps: int | None, baseline: BaselineConfig, base: str | None = None) -> dict:
+    """``records``: the manifest's, as ``load_manifest`` read them (the stages read the file themselves)."""
     # The fold's folder is scratch space: a rerun starts it afresh (training refuses to mix
     # its checkpoints with an earlier run's).
     shutil.rmtree(work, ignore_errors=True)
@@ -42,7 +43,6 @@ def run_fold(manifest: Path, fold: int, work: Path, configs: list[Path], deepspe
         if steps:
             overrides["steps"] = steps
         final = run_stage(load_train_config(cfg_path, overrides), deepspeed, progress=False)
-    records = load_manifest(manifest)
     test = [r for r in records if r["fold"] == fold]
     train = [r for r in records if r["fold"] != fold]
     assessor = Assessor.from_pretrained(final, device="cpu")
@@ -89,15 +89,18 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     configs = [Path(c) for c in (configs or ["configs/tiny/stage1.yaml", "configs/tiny/stage2.yaml",
                                              "configs/tiny/stage3.yaml"])]
     manifest, work = Path(manifest), Path(work)
-    present = sorted({r["fold"] for r in load_manifest(manifest)})
+    records = load_manifest(manifest)
+    present = sorted({r["fold"] for r in records})
     if present != list(range(folds)):
         raise ValueError(f"{manifest}: its folds are {present}, not 0..{folds - 1}; prepare it with --folds {folds} "
                          f"or pass --folds {len(present)}")
+    if results_md:  # made now: a folder that cannot be made should fail before the folds, not after
+        Path(results_md).parent.mkdir(parents=True, exist_ok=True)
     start, commit = time.time(), git_commit()
     results = []
     for k in range(folds):
         print(f"fold {k + 1}/{folds}", flush=True)
-        results.append(run_fold(manifest, k, work / f"fold{k}", configs, deepspeed, steps, baseline, base))
+        results.append(run_fold(manifest, records, k, work / f"fold{k}", configs, deepspeed, steps, baseline, base))
     for r in results:
         r["assessor"].pop("predictions", None)
     label = "LMME3DHF, tiny preset" + (f", base {base}" if base else "")
@@ -109,12 +112,11 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
         # The per-fold numbers travel with the table (the work folder is scratch space).
         per_fold = Path(results_md).with_suffix(".json")
         per_fold.write_text(json.dumps(out, indent=2))
-        n = len(load_manifest(manifest))
         tower = f"stage 1's base `{base}`" if base else "the base's own vision tower"
         Path(results_md).write_text(
             f"# Cross-validation on the synthetic benchmark (generated)\n\n"
-            f"{folds}-fold cross-validation (folds stratified by generator) on {n} synthetic videos, tiny preset, "
-            f"{tower}, CPU. Produced by `{command}` starting at commit `{out['commit']}`, in "
+            f"{folds}-fold cross-validation (folds stratified by generator) on {len(records)} synthetic videos, "
+            f"tiny preset, {tower}, CPU. Produced by `{command}` starting at commit `{out['commit']}`, in "
             f"{out['minutes']:.0f} minutes; per-fold numbers in `{per_fold}`. Written whole by the command; "
             f"the discussion is in `docs/results.md`.\n\n{out['table']}\n")
     return out

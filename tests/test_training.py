@@ -193,6 +193,41 @@ def test_cross_validation_checks_the_manifest_folds(prepared_manifest, tmp_path)
         cross_validate(prepared_manifest, tmp_path, folds=3)
 
 
+def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manifest, tmp_path):
+    """Two folds of 12 videos, 2 steps per stage, a checkpoint every step: the generated table and
+    its JSON land in a folder that did not exist yet, naming the run; a rerun into the same work
+    folder (the earlier run's checkpoints still in it) starts each fold afresh."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from lmmeval.baseline import BaselineConfig
+    from lmmeval.crossval import cross_validate
+
+    records = [json.loads(line) for line in prepared_manifest.read_text().splitlines()[:12]]
+    for i, r in enumerate(records):
+        r["fold"] = i % 2
+    manifest = prepared_manifest.parent / "two_folds.jsonl"  # beside the full one: its paths resolve
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
+    root = Path(__file__).resolve().parents[1]
+    configs = []
+    for stage in (1, 2, 3):
+        data = yaml.safe_load((root / "configs" / "tiny" / f"stage{stage}.yaml").read_text()) | {"save_every": 1}
+        configs.append(tmp_path / f"stage{stage}.yaml")
+        configs[-1].write_text(yaml.safe_dump(data))
+    results = tmp_path / "docs" / "cv.md"
+    for _ in range(2):
+        out = cross_validate(manifest, tmp_path / "work", folds=2, configs=configs, steps=2,
+                             deepspeed=str(root / "configs" / "deepspeed" / "zero2.json"),
+                             baseline=BaselineConfig(epochs=1, frames=2), results_md=results, command="cv-test")
+    assert any((tmp_path / "work" / "fold0" / "stage1" / "checkpoints").glob("step*"))  # what the rerun met
+    per_fold = json.loads(results.with_suffix(".json").read_text())
+    assert per_fold["command"] == "cv-test" and [f["assessor"]["n"] for f in per_fold["folds"]] == [6, 6]
+    text = results.read_text()
+    assert "on 12 synthetic videos" in text and "`cv-test`" in text and out["table"] in text
+
+
 def test_cross_validation_table_is_mean_and_population_std_over_folds():
     """Hand-worked: folds at 0.8 and 0.9 are 0.850 ± 0.050 (numpy.std, population form); a fold
     where a number is undefined (a constant prediction) is counted in the cell, not dropped silently."""
