@@ -6,11 +6,12 @@ import subprocess
 from pathlib import Path
 
 
-def git_commit() -> str:
-    """The checked-out commit (short hash), '-dirty' appended when tracked files differ from it,
-    or 'unknown' outside a git checkout. Long runs take it when they start: the code they import then
+def git_commit(repo: str | Path | None = None) -> str:
+    """The checked-out commit (short hash) of ``repo`` (default: the checkout lmmeval is imported
+    from), '-dirty' appended when tracked files differ from it (untracked files do not count), or
+    'unknown' outside a git checkout. Long runs take it when they start: the code they import then
     is the code they run."""
-    here = Path(__file__).parent
+    here = Path(repo) if repo is not None else Path(__file__).parent
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=here, check=True).stdout.strip()

@@ -63,24 +63,6 @@ def test_baseline_trains_and_gives_valid_outputs(prepared_manifest):
     assert all(c == [NO_DISTORTION] or set(c) <= set(CATEGORIES) for c in categories)
 
 
-def test_git_commit_names_the_checkout():
-    """Runs record the commit they started from; '-dirty' only when tracked files differ."""
-    import subprocess
-    from pathlib import Path
-
-    from lmmeval.provenance import git_commit
-
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root,
-                              check=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                 text=True, cwd=root, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("not a git checkout")
-    assert git_commit() == head + ("-dirty" if changed else "")
-
-
 def test_plot_curves_writes_a_png_with_undefined_points(tmp_path):
     """An epoch whose SRCC is undefined (constant prediction) is a gap, not an error."""
     from lmmeval.probe import plot_curves
