@@ -44,8 +44,8 @@ demo: $(STAMP)
 # Retrain the embedded demo checkpoint (lmmeval/assets/demo_checkpoint) with the
 # project's own training scripts on a synthetic study, stage 1 starting from stage 0's
 # base, then evaluate it on another study (docs/demo_checkpoint/).
-demo-checkpoint: $(PRETRAINED_BASE)
-	$(PY) train/build_demo_checkpoint.py --base runs/pretrain/base
+demo-checkpoint: $(PRETRAINED_BASE) $(CV_MANIFEST)
+	$(PY) train/build_demo_checkpoint.py --base runs/pretrain/base --manifest $(CV_MANIFEST)
 
 # The cross-validation study: 400 videos (seed 0), the paper's 5 generator-stratified folds.
 CV_MANIFEST       := runs/cv/prepared/manifest.jsonl

@@ -1,6 +1,7 @@
 """Train the embedded demo checkpoint end to end (what `make demo-checkpoint` runs).
 
-1. render a synthetic training study (seed 0) and prepare it;
+1. render a synthetic training study (seed 0) and prepare it, or take --manifest (`make
+   demo-checkpoint` passes the cross-validation study, which is that same render);
 2. run the three stage scripts (tiny preset, configs/tiny/*.yaml, DeepSpeed ZeRO-2), stage 1
    starting from --base: by default the tiny base whose vision tower stage 0 pretrained
    (`make pretrain`), since the random tower learns next to nothing (docs/results.md);
@@ -9,12 +10,15 @@
    docs/demo_checkpoint/report.md. The test study uses seed 2: seed 0 is the training
    study and seed 1 stage 0's corpus, so no test video was seen by any stage.
 
-    python train/build_demo_checkpoint.py [--base runs/pretrain/base | --base tiny] [--n 400] \
-        [--steps 1000] [--work runs/demo]
+    python train/build_demo_checkpoint.py [--base runs/pretrain/base | --base tiny] \
+        [--manifest runs/cv/prepared/manifest.jsonl | --n 400] [--steps 1000] [--work runs/demo]
+
+Paths are relative to the repository root, wherever the script is started from.
 """
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,7 +36,8 @@ def run(cmd: list[str]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=400, help="training videos (default 400)")
+    parser.add_argument("--manifest", help="a prepared training study (default: render --n videos with seed 0)")
+    parser.add_argument("--n", type=int, default=400, help="training videos to render without --manifest (default 400)")
     parser.add_argument("--test-n", type=int, default=100, help="test videos, rendered with seed 2 (default 100)")
     parser.add_argument("--steps", type=int, default=1000, help="every stage's steps (default 1000, as `make cv`)")
     parser.add_argument("--base", default="runs/pretrain/base",
@@ -41,16 +46,24 @@ def main() -> int:
     parser.add_argument("--work", default="runs/demo", help="working folder (default runs/demo)")
     parser.add_argument("--out", default="lmmeval/assets/demo_checkpoint", help="where the checkpoint goes")
     args = parser.parse_args()
+    os.chdir(ROOT)  # every path here, and in the commands run, is relative to the repository root
     py, work = sys.executable, Path(args.work)
     if args.base != "tiny" and not (ROOT / args.base / "config.json").is_file():
         parser.error(f"--base {args.base}: no config.json there; run `make pretrain` first or pass --base tiny")
 
+    if args.manifest is not None:
+        if not Path(args.manifest).is_file():
+            parser.error(f"--manifest {args.manifest}: no such file")
+        if Path(args.manifest).resolve().is_relative_to(work.resolve()):
+            parser.error(f"--manifest {args.manifest} lies inside --work {work}, which is cleared first")
     if work.exists():  # scratch space: a rebuild starts afresh (training refuses an earlier run's checkpoints)
         print(f"clearing {work}", flush=True)
         shutil.rmtree(work)
-    run([py, "-m", "lmmeval.cli", "synth", str(work / "raw"), "--n", str(args.n), "--seed", "0", *SMALL])
-    run([py, "-m", "lmmeval.cli", "prepare", str(work / "raw"), str(work / "prepared"), "-q"])
-    manifest = str(work / "prepared" / "manifest.jsonl")
+    manifest = args.manifest
+    if manifest is None:
+        run([py, "-m", "lmmeval.cli", "synth", str(work / "raw"), "--n", str(args.n), "--seed", "0", *SMALL])
+        run([py, "-m", "lmmeval.cli", "prepare", str(work / "raw"), str(work / "prepared"), "-q"])
+        manifest = str(work / "prepared" / "manifest.jsonl")
     for stage, script in SCRIPTS.items():
         sets = [f"manifest={manifest}", f"output_dir={work}/stage{stage}"]
         if stage == 1:
