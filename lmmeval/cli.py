@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -93,7 +94,8 @@ def _score(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import run
 
-    run(args.model, args.manifest, args.fold, args.out, base=args.base, device=args.device, batch_size=args.batch_size)
+    run(args.model, args.manifest, args.fold, args.out, base=args.base, device=args.device, batch_size=args.batch_size,
+        command=args.command_line)
     print((Path(args.out) / "report.md").read_text())
     return 0
 
@@ -209,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = "lmmeval " + shlex.join(argv)  # recorded by the reports a command writes
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return args.func(args)

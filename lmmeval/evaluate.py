@@ -22,6 +22,7 @@ from .assessor import Assessor
 from .labels import DIMENSIONS, DISTORTIONS
 from .metrics import auc_judd, cc, correlations, kld, nss, sim
 from .prepare import load_manifest
+from .provenance import git_commit
 
 
 def pairwise_accuracy(pred, mos) -> float:
@@ -109,10 +110,17 @@ def _saliency_report(preds, records) -> dict:
     return out
 
 
-def write_report(report: dict, out_dir: Path, records: list[dict], title: str) -> None:
+def write_report(report: dict, out_dir: Path, records: list[dict], title: str, command: str | None = None,
+                 commit: str | None = None) -> None:
+    """report.json, report.md and the plots. ``command`` (the command line that made the report)
+    and ``commit`` (the code it ran, default: the checkout now) are recorded so the numbers can be
+    traced and rerun."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    commit = commit or git_commit()
+    report = report | {"provenance": {"command": command, "commit": commit}}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
-    lines = [f"# {title}", "", f"{report['n']} videos.", "",
+    made_by = f"Made by `{command}` at commit `{commit}`." if command else f"Commit `{commit}`."
+    lines = [f"# {title}", "", f"{report['n']} videos. {made_by}", "",
              "| dimension | SRCC | PLCC (raw) | PLCC (logistic-4 fitted) | KRCC | pairwise acc. | level acc. |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
@@ -171,11 +179,13 @@ def _plots(report: dict, out_dir: Path, records: list[dict]) -> None:
 
 
 def run(model: str | None, manifest: str, fold: int, out_dir: str, base: str | None = None, device: str | None = None,
-        batch_size: int = 4) -> dict:
+        batch_size: int = 4, command: str | None = None) -> dict:
+    commit = git_commit()  # the code this run imported, taken before the (possibly long) evaluation
     records = [r for r in load_manifest(manifest) if fold < 0 or r["fold"] == fold]
     if not records:
         raise ValueError(f"{manifest}: no records in fold {fold}")
     assessor = Assessor.from_pretrained(model, device=device, base=base)
     report = evaluate(assessor, records, batch_size=batch_size)
-    write_report(report, Path(out_dir), records, f"Evaluation of {model or 'the demo checkpoint'} on fold {fold}")
+    write_report(report, Path(out_dir), records, f"Evaluation of {model or 'the demo checkpoint'} on fold {fold}",
+                 command, commit)
     return report

@@ -53,3 +53,16 @@ def test_evaluate_writes_a_complete_report(tiny_assessor, prepared_manifest, tmp
     assert data["saliency"]["views"] > 0 and 0 <= data["saliency"]["auc_judd"] <= 1
     assert "PLCC (logistic-4 fitted)" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "scatter.png").stat().st_size > 0 and (tmp_path / "generators.png").stat().st_size > 0
+
+
+def test_evaluate_command_records_its_command_line_and_commit(prepared_manifest, tmp_path, capsys):
+    from lmmeval.cli import main
+    from lmmeval.provenance import git_commit
+
+    out = tmp_path / "report"
+    argv = ["evaluate", "--manifest", str(prepared_manifest), "--fold", "0", "--out", str(out), "--device", "cpu"]
+    assert main(argv) == 0  # the embedded demo checkpoint (no --model)
+    provenance = json.loads((out / "report.json").read_text())["provenance"]
+    assert provenance == {"command": "lmmeval " + " ".join(argv), "commit": git_commit()}
+    assert f"Made by `lmmeval evaluate --manifest {prepared_manifest}" in (out / "report.md").read_text()
+    assert "Made by `lmmeval evaluate" in capsys.readouterr().out  # the printed report is the file
