@@ -22,14 +22,31 @@ from .evaluate import evaluate, score_report
 from .labels import DIMENSIONS
 from .prepare import load_manifest
 from .provenance import git_commit
-from .training import load_train_config, run_stage
+from .training import load_train_config, parse_overrides, run_stage
 
 SALIENCY_KEYS = ("auc_judd", "nss", "cc", "sim", "kld")
 
 
+# Keys each fold sets itself: a stage override may not change them.
+FOLD_KEYS = ("manifest", "output_dir", "fold", "init_from")
+
+
+def stage_overrides_from(items: list[str]) -> dict[int, dict]:
+    """``["2.pairwise_weight=0.5", "1.steps=500"]`` -> {2: {"pairwise_weight": 0.5}, 1: {"steps": 500}}."""
+    out: dict[int, dict] = {}
+    for item in items:
+        stage, dot, rest = item.partition(".")
+        if not dot or not stage.isdigit():
+            raise ValueError(f"--set expects STAGE.KEY=VALUE (e.g. 2.pairwise_weight=0.5), got {item!r}")
+        out.setdefault(int(stage), {}).update(parse_overrides([rest]))
+    return out
+
+
 def run_fold(manifest: Path, records: list[dict], fold: int, work: Path, configs: list[Path], deepspeed: str | None,
-             steps: int | None, baseline: BaselineConfig, base: str | None = None) -> dict:
-    """``records``: the manifest's, as ``load_manifest`` read them (the stages read the file themselves)."""
+             steps: int | None, baseline: BaselineConfig, base: str | None = None,
+             stage_overrides: dict[int, dict] | None = None) -> dict:
+    """``records``: the manifest's, as ``load_manifest`` read them (the stages read the file themselves).
+    ``stage_overrides``: {stage: {key: value}} applied to that stage's config after ``steps``."""
     # The fold's folder is scratch space: a rerun starts it afresh (training refuses to mix
     # its checkpoints with an earlier run's).
     shutil.rmtree(work, ignore_errors=True)
@@ -42,6 +59,7 @@ def run_fold(manifest: Path, records: list[dict], fold: int, work: Path, configs
             overrides["init_from"] = str(final)
         if steps:
             overrides["steps"] = steps
+        overrides |= (stage_overrides or {}).get(stage, {})
         final = run_stage(load_train_config(cfg_path, overrides), deepspeed, progress=False)
     test = [r for r in records if r["fold"] == fold]
     train = [r for r in records if r["fold"] != fold]
@@ -84,10 +102,20 @@ def table(folds: list[dict], assessor_label: str = "LMME3DHF, tiny preset") -> s
 def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, configs: list[str] | None = None,
                    deepspeed: str | None = "configs/deepspeed/zero2.json", steps: int | None = None,
                    baseline: BaselineConfig = BaselineConfig(), results_md: str | Path | None = None,
-                   command: str = "", base: str | Path | None = None) -> dict:
-    """``base`` replaces stage 1's base (e.g. the tiny base with stage 0's pretrained vision tower)."""
+                   command: str = "", base: str | Path | None = None,
+                   stage_overrides: dict[int, dict] | None = None) -> dict:
+    """``base`` replaces stage 1's base (e.g. the tiny base with stage 0's pretrained vision tower).
+    ``stage_overrides`` ({stage: {key: value}}) change the stage configs for every fold: ablations
+    such as {2: {"pairwise_weight": 0.5}}."""
     configs = [Path(c) for c in (configs or ["configs/tiny/stage1.yaml", "configs/tiny/stage2.yaml",
                                              "configs/tiny/stage3.yaml"])]
+    stage_overrides = stage_overrides or {}
+    for stage, keys in stage_overrides.items():
+        if stage not in range(1, len(configs) + 1):
+            raise ValueError(f"stage override for stage {stage}: the stages are 1..{len(configs)}")
+        if fixed := sorted(set(keys) & set(FOLD_KEYS)):
+            raise ValueError(f"stage {stage} override sets {fixed}: cross-validation sets these itself per fold")
+        load_train_config(configs[stage - 1], keys)  # unknown keys and bad values fail now, not in fold 1
     manifest, work = Path(manifest), Path(work)
     records = load_manifest(manifest)
     present = sorted({r["fold"] for r in records})
@@ -100,10 +128,12 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     results = []
     for k in range(folds):
         print(f"fold {k + 1}/{folds}", flush=True)
-        results.append(run_fold(manifest, records, k, work / f"fold{k}", configs, deepspeed, steps, baseline, base))
+        results.append(run_fold(manifest, records, k, work / f"fold{k}", configs, deepspeed, steps, baseline, base,
+                                stage_overrides))
     for r in results:
         r["assessor"].pop("predictions", None)
     label = "LMME3DHF, tiny preset" + (f", base {base}" if base else "")
+    label += "".join(f", {stage}.{k}={v}" for stage, keys in sorted(stage_overrides.items()) for k, v in keys.items())
     out = {"folds": results, "table": table(results, label), "base": str(base) if base else None,
            "minutes": (time.time() - start) / 60, "command": command, "commit": commit}
     work.mkdir(parents=True, exist_ok=True)

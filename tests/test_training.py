@@ -220,12 +220,36 @@ def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manife
     for _ in range(2):
         out = cross_validate(manifest, tmp_path / "work", folds=2, configs=configs, steps=2,
                              deepspeed=str(root / "configs" / "deepspeed" / "zero2.json"),
-                             baseline=BaselineConfig(epochs=1, frames=2), results_md=results, command="cv-test")
+                             baseline=BaselineConfig(epochs=1, frames=2), results_md=results, command="cv-test",
+                             stage_overrides={3: {"steps": 3}})
     assert any((tmp_path / "work" / "fold0" / "stage1" / "checkpoints").glob("step*"))  # what the rerun met
+    # The stage override wins over --steps, in that stage only:
+    for fold in (0, 1):
+        last_steps = [(tmp_path / "work" / f"fold{fold}" / f"stage{s}" / "log.csv").read_text().splitlines()[-1]
+                      .split(",")[0] for s in (1, 2, 3)]
+        assert last_steps == ["2", "2", "3"]
     per_fold = json.loads(results.with_suffix(".json").read_text())
     assert per_fold["command"] == "cv-test" and [f["assessor"]["n"] for f in per_fold["folds"]] == [6, 6]
     text = results.read_text()
     assert "on 12 synthetic videos" in text and "`cv-test`" in text and out["table"] in text
+    assert "LMME3DHF, tiny preset, 3.steps=3" in out["table"]
+
+
+def test_cross_validation_stage_overrides_are_checked_before_any_fold(prepared_manifest, tmp_path):
+    from lmmeval.crossval import cross_validate, stage_overrides_from
+
+    assert stage_overrides_from(["2.pairwise_weight=0.5", "1.lora={r: 16}", "2.lm_weight=0"]) == \
+        {2: {"pairwise_weight": 0.5, "lm_weight": 0}, 1: {"lora": {"r": 16}}}
+    for bad in ("pairwise_weight=0.5", "x.steps=1", "2.steps"):
+        with pytest.raises(ValueError, match="STAGE.KEY=VALUE|KEY=VALUE"):
+            stage_overrides_from([bad])
+    for overrides, message in (({2: {"pairwise_wieght": 0.5}}, r"unknown key\(s\) \['pairwise_wieght'\]"),
+                               ({2: {"fold": 1}}, r"sets \['fold'\]: cross-validation sets these itself"),
+                               ({4: {"steps": 1}}, "the stages are 1..3"),
+                               ({1: {"steps": 0}}, "steps must be >= 1")):
+        with pytest.raises(ValueError, match=message):
+            cross_validate(prepared_manifest, tmp_path / "work", stage_overrides=overrides)
+    assert not (tmp_path / "work").exists()  # nothing trained
 
 
 def test_cross_validation_table_is_mean_and_population_std_over_folds():

@@ -7,13 +7,21 @@ study comes from `lmmeval synth` + `lmmeval prepare` (the Makefile's rule for
 runs/cv/prepared/manifest.jsonl renders the 400-video one).
 
     python train/cross_validate.py --manifest runs/cv/prepared/manifest.jsonl \
-        [--steps N] [--work runs/cv] [--base runs/pretrain/base] [--results docs/results_cv.md]
+        [--steps N] [--work runs/cv] [--base runs/pretrain/base] [--results docs/results_cv.md] \
+        [--set STAGE.KEY=VALUE ...]
+
+--set changes one stage's config for every fold, for ablations; write the results elsewhere so
+the committed table stays the default run's, e.g. the Bradley-Terry ranking loss in stage 2:
+
+    python train/cross_validate.py --manifest runs/cv/prepared/manifest.jsonl --steps 1000 \
+        --base runs/pretrain/base --set 2.pairwise_weight=0.5 --work runs/cv_pairwise \
+        --results runs/cv_pairwise/results.md
 """
 
 import argparse
 import sys
 
-from lmmeval.crossval import cross_validate
+from lmmeval.crossval import cross_validate, stage_overrides_from
 
 
 def main() -> int:
@@ -26,10 +34,17 @@ def main() -> int:
     parser.add_argument("--work", default="runs/cv", help="working folder (default runs/cv)")
     parser.add_argument("--results", default="docs/results_cv.md",
                         help="Markdown table output; the per-fold JSON goes next to it (default docs/results_cv.md)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="STAGE.KEY=VALUE",
+                        help="override a key of one stage's config in every fold, e.g. --set 2.pairwise_weight=0.5 "
+                             "1.lora='{r: 16, alpha: 32, modules_to_save: [lm_head]}' (values are YAML)")
     args = parser.parse_args()
+    try:
+        stage_overrides = stage_overrides_from(args.set)
+    except ValueError as err:
+        parser.error(str(err))
     command = "python train/cross_validate.py " + " ".join(sys.argv[1:])
     out = cross_validate(args.manifest, args.work, folds=args.folds, steps=args.steps, results_md=args.results,
-                         command=command.strip(), base=args.base)
+                         command=command.strip(), base=args.base, stage_overrides=stage_overrides)
     print(out["table"])
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import load_train_config
+from .config import load_train_config, parse_overrides
 from .loop import run_stage
 
 
@@ -18,14 +18,10 @@ def stage_main(stage: int, description: str, argv: list[str] | None = None) -> i
                         help="override config keys, e.g. --set steps=10 fold=0 output_dir=runs/x")
     parser.add_argument("--local_rank", type=int, default=0, help=argparse.SUPPRESS)  # set by the deepspeed launcher
     args = parser.parse_args(argv)
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set expects KEY=VALUE, got {item!r}")
-        import yaml
-
-        overrides[key] = yaml.safe_load(value)
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as err:
+        parser.error(str(err))
     try:
         config = load_train_config(args.config, overrides)
         if config.stage != stage:

@@ -73,6 +73,23 @@ def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainC
     return build_dataclass(TrainConfig, data, str(path), _NESTED)
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``["steps=10", "lora={r: 16}"]`` -> {"steps": 10, "lora": {"r": 16}}: each value is read as YAML,
+    as in the config files (a nested block given this way replaces the file's whole block)."""
+    import yaml
+
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {item!r}: the value is not YAML ({err})") from None
+    return overrides
+
+
 def load_sampling(path: str | Path) -> SamplingConfig:
     """The ``sampling`` block of a stage-1 YAML: how an assessor trained from it samples videos
     (for tools that must see what the assessor sees, e.g. the probes and stage 0)."""
