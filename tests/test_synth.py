@@ -52,10 +52,6 @@ def test_same_seed_same_study(tmp_path):
     b = synthesize(tmp_path / "b", config, progress=False)
     for name in ("ratings.csv", "marks.jsonl", "truth.jsonl"):
         assert (a / name).read_text() == (b / name).read_text()
-    # Byte-identical files first (x264 is deterministic), then identical decodes: a failure of the
-    # first points at rendering or encoding, of the second at the decoder.
-    for video in sorted(p.name for p in (a / "videos").iterdir()):
-        assert (a / "videos" / video).read_bytes() == (b / "videos" / video).read_bytes(), f"{video} differs"
     fa, _ = read_video(a / "videos" / "g01_0000.mp4")
     fb, _ = read_video(b / "videos" / "g01_0000.mp4")
     np.testing.assert_array_equal(fa, fb)
