@@ -36,7 +36,8 @@ def stage_overrides_from(items: list[str]) -> dict[int, dict]:
     out: dict[int, dict] = {}
     for item in items:
         stage, dot, rest = item.partition(".")
-        if not dot or not stage.isdigit():
+        key, eq, _ = rest.partition("=")
+        if not dot or not stage.isdigit() or not key or not eq:
             raise ValueError(f"--set expects STAGE.KEY=VALUE (e.g. 2.pairwise_weight=0.5), got {item!r}")
         out.setdefault(int(stage), {}).update(parse_overrides([rest]))
     return out
@@ -115,6 +116,8 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
             raise ValueError(f"stage override for stage {stage}: the stages are 1..{len(configs)}")
         if fixed := sorted(set(keys) & set(FOLD_KEYS)):
             raise ValueError(f"stage {stage} override sets {fixed}: cross-validation sets these itself per fold")
+        if "base" in keys:  # it would silently win over `base`, which names the run in the table
+            raise ValueError(f"stage {stage} override sets 'base': pass it as the base argument (--base)")
         load_train_config(configs[stage - 1], keys)  # unknown keys and bad values fail now, not in fold 1
     manifest, work = Path(manifest), Path(work)
     records = load_manifest(manifest)

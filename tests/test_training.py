@@ -2,6 +2,7 @@
 the loss falls, exactly the right parameters change, and a resumed run reproduces the loss."""
 
 import csv
+import re
 import shutil
 
 import pytest
@@ -240,15 +241,19 @@ def test_cross_validation_stage_overrides_are_checked_before_any_fold(prepared_m
 
     assert stage_overrides_from(["2.pairwise_weight=0.5", "1.lora={r: 16}", "2.lm_weight=0"]) == \
         {2: {"pairwise_weight": 0.5, "lm_weight": 0}, 1: {"lora": {"r": 16}}}
-    for bad in ("pairwise_weight=0.5", "x.steps=1", "2.steps"):
-        with pytest.raises(ValueError, match="STAGE.KEY=VALUE|KEY=VALUE"):
+    for bad in ("pairwise_weight=0.5", "x.steps=1", "2.steps", "2.=1"):
+        with pytest.raises(ValueError, match=r"expects STAGE\.KEY=VALUE.*" + re.escape(repr(bad))):
             stage_overrides_from([bad])
+    with pytest.raises(ValueError, match="not YAML"):
+        stage_overrides_from(["2.lora={r: 8"])
+    # steps=1: were a check missing, the run would start and train instead of failing at once.
     for overrides, message in (({2: {"pairwise_wieght": 0.5}}, r"unknown key\(s\) \['pairwise_wieght'\]"),
                                ({2: {"fold": 1}}, r"sets \['fold'\]: cross-validation sets these itself"),
+                               ({1: {"base": "tiny"}}, r"sets 'base': pass it as the base argument"),
                                ({4: {"steps": 1}}, "the stages are 1..3"),
                                ({1: {"steps": 0}}, "steps must be >= 1")):
         with pytest.raises(ValueError, match=message):
-            cross_validate(prepared_manifest, tmp_path / "work", stage_overrides=overrides)
+            cross_validate(prepared_manifest, tmp_path / "work", steps=1, stage_overrides=overrides)
     assert not (tmp_path / "work").exists()  # nothing trained
 
 
