@@ -53,6 +53,7 @@ def test_same_seed_same_study(tmp_path, monkeypatch):
     on a busy machine, so the mp4 bytes (and decoded pixels, by compression noise) may differ."""
     import importlib
 
+    # The module, not the function of the same name that lmmeval.synth exports in its place.
     synth_module = importlib.import_module("lmmeval.synth.synthesize")
     rendered: dict[str, list[np.ndarray]] = {}
 
