@@ -77,3 +77,26 @@ def test_pretrain_trains_the_tower_only_and_writes_a_loadable_base(prepared_mani
     assessor = Assessor.from_base(tmp_path / "base", device="cpu", sampling=SAMPLING)
     result = assessor.assess(str(held_out[0]["video_path"]))
     assert 0 <= result.quality <= 100
+
+
+def test_script_refuses_a_corpus_manifest_that_shares_videos_with_the_eval_study(prepared_manifest, tmp_path):
+    """Every corpus manifest is checked against the held-out study, not only the first: here the
+    first is a re-encoded copy (different bytes, passes) and the second is the study itself."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    copy = tmp_path / "copy"
+    shutil.copytree(Path(prepared_manifest).parent, copy)
+    for video in (copy / "videos").iterdir():
+        video.write_bytes(video.read_bytes() + b"\0")  # other bytes, same names
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "train" / "stage0_vision.py"), "--manifest", str(copy / "manifest.jsonl"),
+           str(prepared_manifest), "--eval-manifest", str(prepared_manifest), "--out", str(tmp_path / "base")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=root)
+    n = len(load_manifest(prepared_manifest))
+    assert done.returncode == 1
+    assert f"shares {n} video(s) with {prepared_manifest} (byte-identical" in done.stderr
+    assert str(copy) not in done.stderr.split("shares")[1]
+    assert not (tmp_path / "base").exists() and not (tmp_path / "base.partial").exists()

@@ -6,8 +6,8 @@ base with that tower to --out, ready to be stage 1's `base`. With --eval-manifes
 disjoint study), both are scored on it after every epoch.
 
     python train/stage0_vision.py --config configs/tiny/stage0_vision.yaml \
-        --manifest runs/pretrain/prepared/manifest.jsonl --out runs/pretrain/base \
-        [--eval-manifest runs/cv/prepared/manifest.jsonl] [--report docs/vision_pretrain]
+        --manifest runs/pretrain/prepared/manifest.jsonl runs/pretrain2/prepared/manifest.jsonl \
+        --out runs/pretrain/base [--eval-manifest runs/cv/prepared/manifest.jsonl] [--report docs/vision_pretrain]
 """
 
 import argparse
@@ -28,22 +28,24 @@ TINY_STAGE1 = Path(__file__).resolve().parent.parent / "configs" / "tiny" / "sta
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/tiny/stage0_vision.yaml", help="VisionPretrainConfig YAML")
-    parser.add_argument("--manifest", required=True, help="the pretraining corpus (manifest.jsonl of `lmmeval prepare`)")
+    parser.add_argument("--manifest", required=True, nargs="+",
+                        help="the pretraining corpus: one or more manifest.jsonl of `lmmeval prepare` (joined)")
     parser.add_argument("--out", required=True, help="folder for the base with the pretrained tower")
     parser.add_argument("--eval-manifest", help="a disjoint study to score teacher and student on after each epoch")
     parser.add_argument("--report", help="also write PREFIX.json, PREFIX.md and PREFIX.png (per-epoch curves)")
     args = parser.parse_args()
 
     config = load_vision_pretrain_config(args.config)
-    corpus = load_manifest(args.manifest)
+    corpus = [record for path in args.manifest for record in load_manifest(path)]
     eval_records = load_manifest(args.eval_manifest) if args.eval_manifest else None
     if eval_records:
         # Disjoint means different renders, not different names (ids repeat across seeds).
         held_out = _digests(eval_records)
-        shared = _digests(corpus).keys() & held_out.keys()
-        if shared:
-            raise SystemExit(f"{args.eval_manifest} shares {len(shared)} video(s) with {args.manifest} (byte-identical "
-                             f"files, e.g. {held_out[min(shared)]}): render the corpus with another --seed")
+        for path in args.manifest:
+            shared = _digests(load_manifest(path)).keys() & held_out.keys()
+            if shared:
+                raise SystemExit(f"{args.eval_manifest} shares {len(shared)} video(s) with {path} (byte-identical "
+                                 f"files, e.g. {held_out[min(shared)]}): render the corpus with another --seed")
     commit = git_commit()
     sampling = load_sampling(TINY_STAGE1)  # the tower learns on what stage 1 will feed it
     report = pretrain_vision(corpus, sampling, args.out, config, eval_records)
@@ -74,8 +76,9 @@ def _write_report(report: dict, prefix: Path) -> None:
         rows.append(f"| {label} | {last['epoch']} | {cells} | {last['minutes']:.1f} |")
     held_out = (f"scored on {report['n_eval']} videos of `{report['eval_manifest']}`" if report["n_eval"]
                 else "no held-out study given")
+    corpus = " + ".join(f"`{path}`" for path in report["manifest"])
     prefix.with_suffix(".md").write_text(
-        f"Trained on {report['n_corpus']} videos of `{report['manifest']}`, {held_out}. `{report['command']}` "
+        f"Trained on {report['n_corpus']} videos of {corpus}, {held_out}. `{report['command']}` "
         f"at commit `{report['commit']}`.\n\n" + "\n".join(rows) + "\n")
     if report["n_eval"]:
         plot_curves({name: report[name] for name in ("teacher", "student")}, prefix.with_suffix(".png"), "held-out ")
