@@ -111,10 +111,10 @@ def _saliency_report(preds, records) -> dict:
 
 
 def write_report(report: dict, out_dir: Path, records: list[dict], title: str, command: str | None = None,
-                 commit: str | None = None) -> None:
+                 commit: str | None = None) -> dict:
     """report.json, report.md and the plots. ``command`` (the command line that made the report)
     and ``commit`` (the code it ran, default: the checkout now) are recorded so the numbers can be
-    traced and rerun."""
+    traced and rerun. Returns the report as written, with its ``provenance``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     commit = commit or git_commit()
     report = report | {"provenance": {"command": command, "commit": commit}}
@@ -141,6 +141,7 @@ def write_report(report: dict, out_dir: Path, records: list[dict], title: str, c
                       f"CC {s['cc']:.3f}, SIM {s['sim']:.3f}, KLD {s['kld']:.3f}"]
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")
     _plots(report, out_dir, records)
+    return report
 
 
 def _plots(report: dict, out_dir: Path, records: list[dict]) -> None:
@@ -186,6 +187,5 @@ def run(model: str | None, manifest: str, fold: int, out_dir: str, base: str | N
         raise ValueError(f"{manifest}: no records in fold {fold}")
     assessor = Assessor.from_pretrained(model, device=device, base=base)
     report = evaluate(assessor, records, batch_size=batch_size)
-    write_report(report, Path(out_dir), records, f"Evaluation of {model or 'the demo checkpoint'} on fold {fold}",
-                 command, commit)
-    return report
+    return write_report(report, Path(out_dir), records,
+                        f"Evaluation of {model or 'the demo checkpoint'} on fold {fold}", command, commit)

@@ -45,8 +45,9 @@ def test_regression_loss_is_l1_on_the_mos_scale():
 def test_evaluate_writes_a_complete_report(tiny_assessor, prepared_manifest, tmp_path):
     records = [r for r in load_manifest(prepared_manifest) if r["fold"] == 0]
     report = evaluate(tiny_assessor, records, progress=False)
-    write_report(report, tmp_path, records, "test")
+    written = write_report(report, tmp_path, records, "test")
     data = json.loads((tmp_path / "report.json").read_text())
+    assert json.loads(json.dumps(written)) == data and "provenance" not in report  # returned as written
     for dim in ("quality", "authenticity"):
         assert {"srcc", "plcc", "plcc_fitted", "krcc", "pairwise_accuracy", "level_accuracy"} <= set(data[dim])
     assert 0 <= data["distortions"]["exact_set_accuracy"] <= 1
