@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     start = time.time()
+    # Seed 2: unseen by the demo checkpoint (trained on seed 0; stage 0's corpus is seeds 1 and 3).
     config = SynthConfig(n=args.n, seed=2, size=112, fps=8, seconds=2.0, workers=args.workers)
     print(f"[1/3] rendering {config.n} synthetic face videos and their simulated study into {out / 'raw'}")
     synthesize(out / "raw", config, progress=False)

@@ -8,7 +8,7 @@
 3. copy the final assessor, with its base model inside, to lmmeval/assets/demo_checkpoint;
 4. evaluate it on a separately rendered synthetic test study, writing
    docs/demo_checkpoint/report.md. The test study uses seed 2: seed 0 is the training
-   study and seed 1 stage 0's corpus, so no test video was seen by any stage.
+   study and seeds 1 and 3 stage 0's corpus, so no test video was seen by any stage.
 
     python train/build_demo_checkpoint.py [--base runs/pretrain/base | --base tiny] \
         [--manifest runs/cv/prepared/manifest.jsonl | --n 400] [--steps 1000] [--work runs/demo]
