@@ -197,6 +197,9 @@ def fit(model: nn.Module, n_train: int, batch_loss, epochs: int, batch_size: int
         model.train()
         history.append({"epoch": epoch + 1, "minutes": (time.time() - start) / 60, "train_loss": epoch_loss,
                         **metrics})
+        if progress:  # one line per epoch above the bar: long runs show where they stand as they go
+            held_out = "".join(f", {k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in metrics.items())
+            bar.write(f"{desc} epoch {epoch + 1}/{epochs}: train loss {epoch_loss:.4f}{held_out}")
     bar.close()
     return history
 

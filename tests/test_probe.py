@@ -70,3 +70,27 @@ def test_plot_curves_writes_a_png_with_undefined_points(tmp_path):
     row = {"quality_srcc": 0.5, "authenticity_srcc": None, "exact_set_accuracy": 0.2}
     plot_curves({"a": [{"epoch": 1, **row}, {"epoch": 2, **row}]}, tmp_path / "c.png", "held-out ")
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fit_lowers_a_known_loss_and_reports_each_epoch(capsys):
+    """A least-squares problem with a known exact solution: the shared loop drives the loss toward
+    zero, records one history row per epoch, and prints one summary line per epoch."""
+    import torch
+
+    from lmmeval.probe import fit
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    y = x @ torch.tensor([1.0, -2.0, 0.5])  # exact linear target: the optimum has zero loss
+    model = torch.nn.Linear(3, 1, bias=False)
+
+    def loss(idx):
+        return torch.nn.functional.mse_loss(model(x[idx]).squeeze(1), y[idx])
+
+    history = fit(model, 64, loss, epochs=30, batch_size=16, lr=0.1, weight_decay=0.0, seed=0, desc="lsq",
+                  after_epoch=lambda: {"quality_srcc": 0.5, "authenticity_srcc": None})
+    assert [h["epoch"] for h in history] == list(range(1, 31))
+    assert history[-1]["train_loss"] < 0.01 * history[0]["train_loss"]
+    out = capsys.readouterr().out  # tqdm.write: above the bar, on stdout
+    assert "lsq epoch 1/30: train loss " in out and "lsq epoch 30/30" in out
+    assert "quality_srcc 0.500, authenticity_srcc n/a" in out
