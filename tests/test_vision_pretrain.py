@@ -79,9 +79,10 @@ def test_pretrain_trains_the_tower_only_and_writes_a_loadable_base(prepared_mani
     assert 0 <= result.quality <= 100
 
 
-def test_script_refuses_a_corpus_manifest_that_shares_videos_with_the_eval_study(prepared_manifest, tmp_path):
+def test_script_refuses_shared_videos_and_repeated_manifests(prepared_manifest, tmp_path):
     """Every corpus manifest is checked against the held-out study, not only the first: here the
-    first is a re-encoded copy (different bytes, passes) and the second is the study itself."""
+    first is a re-encoded copy (different bytes, passes) and the second is the study itself. A
+    manifest named twice is refused too (it would count its videos twice)."""
     import shutil
     import subprocess
     import sys
@@ -100,3 +101,6 @@ def test_script_refuses_a_corpus_manifest_that_shares_videos_with_the_eval_study
     assert f"shares {n} video(s) with {prepared_manifest} (byte-identical" in done.stderr
     assert str(copy) not in done.stderr.split("shares")[1]
     assert not (tmp_path / "base").exists() and not (tmp_path / "base.partial").exists()
+    twice = cmd[:3] + [str(copy / "manifest.jsonl"), str(copy / "manifest.jsonl")] + cmd[5:]
+    done = subprocess.run(twice, capture_output=True, text=True, timeout=120, cwd=root)
+    assert done.returncode == 2 and f"--manifest names {copy / 'manifest.jsonl'} more than once" in done.stderr

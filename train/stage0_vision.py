@@ -35,14 +35,17 @@ def main() -> int:
     parser.add_argument("--report", help="also write PREFIX.json, PREFIX.md and PREFIX.png (per-epoch curves)")
     args = parser.parse_args()
 
+    if repeated := sorted({path for path in args.manifest if args.manifest.count(path) > 1}):
+        parser.error(f"--manifest names {', '.join(repeated)} more than once")
     config = load_vision_pretrain_config(args.config)
-    corpus = [record for path in args.manifest for record in load_manifest(path)]
+    studies = {path: load_manifest(path) for path in args.manifest}
+    corpus = [record for records in studies.values() for record in records]
     eval_records = load_manifest(args.eval_manifest) if args.eval_manifest else None
     if eval_records:
         # Disjoint means different renders, not different names (ids repeat across seeds).
         held_out = _digests(eval_records)
-        for path in args.manifest:
-            shared = _digests(load_manifest(path)).keys() & held_out.keys()
+        for path, records in studies.items():
+            shared = _digests(records).keys() & held_out.keys()
             if shared:
                 raise SystemExit(f"{args.eval_manifest} shares {len(shared)} video(s) with {path} (byte-identical "
                                  f"files, e.g. {held_out[min(shared)]}): render the corpus with another --seed")
