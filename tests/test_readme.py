@@ -34,3 +34,21 @@ def test_results_md_quotes_the_cross_validation_run_it_discusses():
     exact = [f["assessor"]["distortions"]["exact_set_accuracy"] for f in folds]
     assert cell(exact, 100, 1) + " %" in rows["distortion exact-set accuracy ≥ 70 %"]
     assert cell([f["assessor"]["saliency"]["cc"] for f in folds]) in rows["saliency CC ≥ 0.6"]
+
+
+def test_script_help_keeps_its_command_line_continuations():
+    """The scripts' docstrings are their --help (argparse's RawDescriptionHelpFormatter): a
+    backslash at the end of a line in a plain string joins the lines, so the example commands
+    printed by --help would run together; each continuation must survive into the docstring."""
+    import ast
+
+    root = README.parent
+    for path in sorted([*root.glob("train/*.py"), *root.glob("data_prep/*.py")]):
+        tree = ast.parse(path.read_text())
+        doc = ast.get_docstring(tree, clean=False)
+        if doc is None:
+            continue
+        node = tree.body[0].value
+        source = path.read_text().splitlines()[node.lineno - 1:node.end_lineno]
+        continued = sum(line.endswith("\\") for line in source)
+        assert doc.count("\\\n") == continued, f"{path.name}: make its docstring raw (r\"\"\"...\"\"\")"

@@ -1,4 +1,4 @@
-"""Train the embedded demo checkpoint end to end (what `make demo-checkpoint` runs).
+r"""Train the embedded demo checkpoint end to end (what `make demo-checkpoint` runs).
 
 1. render a synthetic training study (seed 0) and prepare it, or take --manifest (`make
    demo-checkpoint` passes the cross-validation study, which is that same render);

@@ -1,4 +1,4 @@
-"""5-fold cross-validation on the synthetic benchmark (what `make cv` runs).
+r"""5-fold cross-validation on the synthetic benchmark (what `make cv` runs).
 
 For each fold of a prepared study, trains the three stages (configs/tiny/*.yaml) and
 the CNN baseline on the other folds and evaluates both on it; writes the mean +- std

@@ -1,4 +1,4 @@
-"""Probe which vision encoder learns the synthetic benchmark from scratch (see lmmeval/probe.py).
+r"""Probe which vision encoder learns the synthetic benchmark from scratch (see lmmeval/probe.py).
 
 Trains each encoder + the same linear readout on the folds other than --fold and
 tests on --fold after every epoch; writes JSON, a Markdown table and a plot of

@@ -1,4 +1,4 @@
-"""Stage 0 of the tiny preset: distil a CNN into its Qwen2.5-VL vision tower (lmmeval/vision_pretrain.py).
+r"""Stage 0 of the tiny preset: distil a CNN into its Qwen2.5-VL vision tower (lmmeval/vision_pretrain.py).
 
 Trains a ResNet-18 teacher on the corpus's study labels, then the tiny base's vision
 tower on the teacher's per-token feature maps (plus the labels), and writes the tiny
