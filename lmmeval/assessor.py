@@ -185,6 +185,13 @@ class Assessor:
                          modules_to_save=list(lora.modules_to_save) or None, base_model_name_or_path=self.config.base)
         self.peft_model = get_peft_model(self.model.backbone, cfg)
 
+    def new_regression_head(self, video_mean: bool, seed: int = 0) -> None:
+        """Replace the regression head by a freshly initialised one (stage 2 trains it from its
+        initialisation; stage 1 never touches it), reading the video tokens' mean state or not."""
+        self.config.regression = dataclasses.replace(self.config.regression, video_mean=video_mean)
+        torch.manual_seed(seed)
+        self.model.regression = RegressionHead(self.config.regression).to(self.device)
+
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_base(cls, base: str | Path, device: str | torch.device | None = None, sampling: SamplingConfig | None = None,

@@ -289,3 +289,59 @@ def test_from_pretrained_reads_only_the_checkpoint_processor(monkeypatch):
 
     Assessor.from_pretrained(device="cpu")  # the demo checkpoint, with its base inside
     assert calls == [str(DEMO_CHECKPOINT)]
+
+
+def test_video_token_mean_averages_exactly_the_video_positions():
+    from lmmeval.model.lmme import video_token_mean
+
+    rng = np.random.default_rng(0)
+    hidden = rng.normal(size=(3, 7, 4)).astype(np.float32)
+    video = 9
+    ids = np.array([[0, 0, 9, 9, 9, 5, 6],   # left padding, then three video tokens
+                    [1, 9, 2, 9, 3, 9, 9],   # scattered
+                    [9, 4, 4, 4, 4, 4, 4]])  # one
+    expected = np.stack([hidden[0, 2:5].mean(0), hidden[1, [1, 3, 5, 6]].mean(0), hidden[2, 0]])
+    got = video_token_mean(torch.from_numpy(hidden), torch.from_numpy(ids), video)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="no video tokens"):
+        video_token_mean(torch.from_numpy(hidden), torch.zeros(3, 7, dtype=torch.long), video)
+
+
+def test_regression_head_reads_the_video_mean_only_when_configured():
+    from lmmeval.model.heads import RegressionHead, RegressionHeadConfig
+
+    torch.manual_seed(0)
+    states, v1, v2 = torch.randn(2, 2, 16), torch.randn(2, 16), torch.randn(2, 16)
+    head = RegressionHead(RegressionHeadConfig(hidden_size=16, video_mean=True)).eval()
+    assert not torch.allclose(head(states, v1), head(states, v2))  # the video mean is an input
+    torch.testing.assert_close(head(states, v1), head(states, v1.clone()))
+    with pytest.raises(ValueError, match="pass it"):
+        head(states)
+    plain = RegressionHead(RegressionHeadConfig(hidden_size=16)).eval()
+    assert plain.video_norm is None and plain.mlp[0].normalized_shape == (16,)  # the paper's head, unchanged
+    with pytest.raises(ValueError, match="stem states only"):
+        plain(states, v1)
+
+
+def test_video_mean_head_gets_the_video_token_states_and_round_trips(tiny_base, tmp_path, video_path):
+    """The mean the head receives is the mean of the video-token states the saliency decoder gets
+    (picked by a separate path), and a checkpoint with such a head loads and scores the same."""
+    from lmmeval.media import load_visual
+    from lmmeval.model.config import SamplingConfig
+
+    a = Assessor.from_base(tiny_base, device="cpu", sampling=SamplingConfig(max_pixels=112 * 112, max_frames=8))
+    a.new_regression_head(video_mean=True, seed=1)
+    assert a.config.regression.video_mean
+    seen = []
+    hook = a.model.regression.register_forward_hook(lambda m, args, out: seen.append(args[1]))
+    visuals = [load_visual(str(video_path), a.config.sampling), load_visual(_image(), a.config.sampling)]
+    with torch.no_grad():
+        out = a.model(build_batch(a.processor, visuals, LEVEL_TASKS))
+    hook.remove()
+    expected = torch.stack([s.mean(0) for s in out["video_states"]])
+    torch.testing.assert_close(seen[0], expected, atol=1e-5, rtol=1e-5)
+
+    ckpt = a.save_pretrained(tmp_path / "vm")
+    assert json.loads((ckpt / "config.json").read_text())["regression"]["video_mean"] is True
+    b = Assessor.from_pretrained(ckpt, device="cpu")
+    assert a.assess(str(video_path)).quality == pytest.approx(b.assess(str(video_path)).quality, abs=1e-5)

@@ -131,6 +131,24 @@ def test_resume_reproduces_the_loss(stages, train8):
     assert _losses(cut / "log.csv") == pytest.approx(_losses(full / "log.csv"), rel=1e-4)
 
 
+def test_stage2_can_train_a_head_that_reads_the_video_tokens(stages, train8):
+    """regression_video_mean: stage 2 swaps stage 1's untrained head for one that also reads the
+    mean video-token state, trains it (both parts), and the checkpoint says which head it holds."""
+    root, finals = stages
+    final = run_stage(_config(2, train8, root / "s2_vm", init_from=str(finals[1]), lr=1e-3, steps=4,
+                              regression_video_mean=True), progress=False)
+    a = Assessor.from_pretrained(final, device="cpu")
+    assert a.config.regression.video_mean and a.config.trained_stages == [1, 2]
+    fresh = Assessor.from_pretrained(finals[1], device="cpu")
+    fresh.new_regression_head(video_mean=True, seed=0)  # what stage 2 started from
+    trained, start = a.model.regression.state_dict(), fresh.model.regression.state_dict()
+    assert set(trained) == set(start) and any(k.startswith("video_norm.") for k in trained)
+    assert not trained["mlp.1.weight"].equal(start["mlp.1.weight"])
+    assert not trained["video_norm.weight"].equal(start["video_norm.weight"])
+    with pytest.raises(ValueError, match="stage 2 setting"):
+        _config(3, train8, root / "unused", init_from=str(final), regression_video_mean=True)
+
+
 def test_config_errors_are_clear(tmp_path):
     from lmmeval.training import load_train_config
 

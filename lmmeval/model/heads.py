@@ -1,7 +1,8 @@
 """The two heads LMME3DHF adds to Qwen2.5-VL (paper section 4.1, Fig. 7).
 
-- ``RegressionHead``: an MLP from the LLM's last hidden state to the two MOS-scale
-  scores (quality, authenticity).
+- ``RegressionHead``: an MLP from the LLM's last hidden states to the two MOS-scale
+  scores (quality, authenticity): the state where each level word is predicted, and
+  optionally also the mean state over the video tokens.
 - ``SaliencyDecoder``: a U-Net style decoder fusing the vision encoder's patch
   features (restored to spatial order) with the LLM's hidden states at the video
   tokens, producing one distortion-saliency map per temporal group.
@@ -28,6 +29,11 @@ class RegressionHeadConfig:
     hidden_size: int  # the LLM's hidden size
     inner_size: int = 256
     dropout: float = 0.1
+    # Also read the mean of the LLM's last hidden states over the video tokens. The paper's
+    # head "takes the last hidden states from the LLM"; the stem state alone must carry the
+    # whole video through the attention of the (for the tiny preset, random) LLM, while the
+    # video tokens' own states still hold the vision tower's features in their residual stream.
+    video_mean: bool = False
 
 
 class RegressionHead(nn.Module):
@@ -35,22 +41,38 @@ class RegressionHead(nn.Module):
 
     Each dimension's score is read from the hidden state at the end of its own
     prompt (where its level word is predicted), through one shared MLP with a
-    per-dimension output, so the head sees what the language model decided.
+    per-dimension output, so the head sees what the language model decided. With
+    ``video_mean`` the (b, d) mean state over the video tokens, normalised on its own,
+    is concatenated to each prompt's state before the MLP.
     """
 
     def __init__(self, config: RegressionHeadConfig):
         super().__init__()
         self.config = config
+        d = config.hidden_size
+        # Own LayerNorm: a mean over hundreds of tokens is on another scale than one token's state.
+        self.video_norm = nn.LayerNorm(d) if config.video_mean else None
+        d_in = 2 * d if config.video_mean else d
         self.mlp = nn.Sequential(
-            nn.LayerNorm(config.hidden_size),
-            nn.Linear(config.hidden_size, config.inner_size),
+            nn.LayerNorm(d_in),
+            nn.Linear(d_in, config.inner_size),
             nn.GELU(),
             nn.Dropout(config.dropout),
             nn.Linear(config.inner_size, 2),
         )
 
-    def forward(self, last_states: torch.Tensor) -> torch.Tensor:
-        out = self.mlp(last_states.to(self.mlp[1].weight.dtype)).float()  # (b, 2 prompts, 2 outputs)
+    def forward(self, last_states: torch.Tensor, video_mean: torch.Tensor | None = None) -> torch.Tensor:
+        """last_states (b, 2, d); video_mean (b, d), required exactly when the config asks for it."""
+        dtype = self.mlp[1].weight.dtype
+        x = last_states.to(dtype)
+        if self.video_norm is not None:
+            if video_mean is None:
+                raise ValueError("this regression head reads the video tokens' mean state (video_mean=True); pass it")
+            v = self.video_norm(video_mean.to(dtype))  # (b, d)
+            x = torch.cat([x, v[:, None, :].expand_as(x)], dim=-1)  # (b, 2, 2d)
+        elif video_mean is not None:
+            raise ValueError("this regression head reads the stem states only (video_mean=False)")
+        out = self.mlp(x).float()  # (b, 2 prompts, 2 outputs)
         own = torch.diagonal(out, dim1=1, dim2=2)  # (b, 2): quality from the quality prompt, etc.
         lo, hi = MOS_RANGE
         # A sigmoid keeps predictions on the MOS scale; its midpoint sits mid-scale.

@@ -8,7 +8,8 @@ tokens are reused by every question's sequence through transformers'
 - level probabilities (Q-Align style): the logits after each answer stem
   ("The quality of the human face in this video is"), softmaxed over the first
   tokens of the five level words;
-- scores: the regression head on the hidden state at that same position;
+- scores: the regression head on the hidden state at that same position (and, if its
+  config says so, on the mean hidden state over the video tokens);
 - saliency: the decoder on the vision tower's patch features (window order
   undone) and the LLM's hidden states at the video tokens;
 - the language-model loss on the answers, when training.
@@ -162,6 +163,19 @@ def build_batch(processor, visuals, tasks: tuple[str, ...] = LEVEL_TASKS, answer
     )
 
 
+def video_token_mean(hidden: torch.Tensor, input_ids: torch.Tensor, video_token_id: int) -> torch.Tensor:
+    """(n, L, d) hidden states -> (n, d) mean over each sequence's video-token positions.
+
+    Video tokens precede the question, so under causal attention their states are the
+    same in every question's sequence of a sample: one sequence per sample suffices.
+    """
+    mask = (input_ids == video_token_id).to(hidden.dtype)[..., None]  # (n, L, 1)
+    counts = mask.sum(1)  # (n, 1)
+    if bool((counts == 0).any()):
+        raise ValueError("a sequence has no video tokens to average")
+    return (hidden * mask).sum(1) / counts
+
+
 def takes_encoder_outputs(module) -> bool:
     """Whether this transformers version lets ``module`` (the Qwen2.5-VL model, or the generating
     model, whose ``generate`` checks the same) take precomputed vision features, ``mm_encoder_outputs``."""
@@ -219,7 +233,11 @@ class LMME3DHF(nn.Module):
             logits = self.backbone.lm_head(states)  # (B, 2, vocab)
             result["level_logits"] = logits[..., self.level_ids].float()  # (B, 2, 5)
             if n_level == 2:
-                result["scores"] = self.regression(states)  # (B, 2)
+                video_mean = None
+                if self.regression.config.video_mean:
+                    first = torch.arange(batch.num_samples, device=hidden.device) * k  # each sample's first sequence
+                    video_mean = video_token_mean(hidden[first], batch.input_ids[first], self.backbone.config.video_token_id)
+                result["scores"] = self.regression(states, video_mean)  # (B, 2)
 
         if batch.labels is not None:
             # Only the answer positions need vocabulary logits: slice before the LM head.

@@ -42,6 +42,7 @@ class TrainConfig:
     lm_weight: float = 0.0  # stage 2: weight of the language-model loss kept next to the L1 regression loss
     pairwise_weight: float = 0.0  # stage 2: weight of a Bradley-Terry ranking loss over the batch's pairs
     pairwise_temperature: float = 10.0  # stage 2: MOS points that make a pair's preference ~73 % sure
+    regression_video_mean: bool = False  # stage 2: the regression head also reads the mean LLM state over the video tokens
     saliency_loss: SaliencyLossWeights = field(default_factory=SaliencyLossWeights)
     sampling: SamplingConfig | None = None  # stage 1 only; later stages inherit the checkpoint's
     lora: LoraSettings = field(default_factory=LoraSettings)  # stage 1 creates the adapter with these
@@ -62,6 +63,8 @@ class TrainConfig:
             raise ValueError(f"stage {self.stage} needs 'init_from' (the previous stage's final/ folder)")
         if self.stage > 1 and self.sampling is not None:
             raise ValueError("'sampling' is set in stage 1 only; later stages use the checkpoint's")
+        if self.stage != 2 and self.regression_video_mean:
+            raise ValueError("'regression_video_mean' is a stage 2 setting (the stage that trains the regression head)")
         for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -131,7 +131,15 @@ def load_assessor_for(config: TrainConfig, device: torch.device) -> Assessor:
         assessor.config.lora = config.lora
         assessor.add_lora()
         return assessor
-    return Assessor.from_pretrained(config.init_from, device=device, trainable=True)
+    assessor = Assessor.from_pretrained(config.init_from, device=device, trainable=True)
+    if config.stage == 2 and assessor.config.regression.video_mean != config.regression_video_mean:
+        # Stage 1 leaves the head at its initialisation, so a head of the other kind loses nothing
+        # trained (from a stage-2 checkpoint it would; say so).
+        if 2 in assessor.config.trained_stages:
+            print(f"stage 2: {config.init_from}'s trained regression head is replaced by a fresh one "
+                  f"(regression_video_mean={config.regression_video_mean})")
+        assessor.new_regression_head(config.regression_video_mean, seed=config.seed)
+    return assessor
 
 
 def run_stage(config: TrainConfig, deepspeed_config: str | None = None, resume: bool = False,
