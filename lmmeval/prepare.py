@@ -8,7 +8,8 @@ Output folder:
     manifest.jsonl   one record per video (paths relative to the manifest's folder)
     videos/          the videos (hard links where possible, else copies)
     saliency/        distortion-aware saliency maps per snapshot view (16-bit PNG)
-    summary.json     counts, MOS statistics, rejected subjects, level and category tables
+    summary.json     counts, MOS statistics, rejected subjects, level and category tables,
+                     and for a synthetic study its `lmmeval synth` settings (seed included)
 
 A manifest record:
     {"id", "video", "generator", "fold", "num_frames", "fps", "width", "height",
@@ -217,6 +218,10 @@ def prepare(raw_dir: str | Path, out_dir: str | Path, config: PrepareConfig = Pr
             f.write(json.dumps(r) + "\n")
     summary = summarize(records)
     summary["rejected_subjects"] = mos.rejected
+    if (raw_dir / "synth_config.json").is_file():
+        # A synthetic study's render settings, seed included: the same seed renders the same heads,
+        # which is how stage 0 tells that a corpus overlaps a held-out study whatever the file bytes.
+        summary["synth"] = json.loads((raw_dir / "synth_config.json").read_text())["config"]
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return manifest_path
 

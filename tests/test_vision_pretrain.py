@@ -80,9 +80,11 @@ def test_pretrain_trains_the_tower_only_and_writes_a_loadable_base(prepared_mani
 
 
 def test_script_refuses_shared_videos_and_repeated_manifests(prepared_manifest, tmp_path):
-    """Every corpus manifest is checked against the held-out study, not only the first: here the
-    first is a re-encoded copy (different bytes, passes) and the second is the study itself. A
-    manifest named twice is refused too (it would count its videos twice)."""
+    """Every corpus manifest is checked against the held-out study, not only the first: by the
+    recorded render seed, else by file hashes (here the first is a re-encoded copy, different bytes,
+    and the second is the study itself). A manifest named twice is refused too (it would count its
+    videos twice)."""
+    import json
     import shutil
     import subprocess
     import sys
@@ -92,9 +94,20 @@ def test_script_refuses_shared_videos_and_repeated_manifests(prepared_manifest, 
     shutil.copytree(Path(prepared_manifest).parent, copy)
     for video in (copy / "videos").iterdir():
         video.write_bytes(video.read_bytes() + b"\0")  # other bytes, same names
+    summary = json.loads((copy / "summary.json").read_text())
+    assert summary["synth"]["seed"] == 0  # prepare records the render seed
     root = Path(__file__).resolve().parents[1]
     cmd = [sys.executable, str(root / "train" / "stage0_vision.py"), "--manifest", str(copy / "manifest.jsonl"),
            str(prepared_manifest), "--eval-manifest", str(prepared_manifest), "--out", str(tmp_path / "base")]
+    # Same seed, different bytes (as a re-render can give): refused on the seed alone.
+    done = subprocess.run(cmd[:3] + cmd[4:], capture_output=True, text=True, timeout=120, cwd=root)
+    assert done.returncode == 1 and "both rendered with `lmmeval synth --seed 0`" in done.stderr, done.stderr
+    # A held-out study with no recorded seed (a real one, say): the file hashes decide. The copy's
+    # bytes differ and pass; the study's own files are byte-identical to the held-out copy's.
+    held_out = tmp_path / "held_out"
+    shutil.copytree(Path(prepared_manifest).parent, held_out)
+    (held_out / "summary.json").unlink()
+    cmd[cmd.index("--eval-manifest") + 1] = str(held_out / "manifest.jsonl")
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=root)
     n = len(load_manifest(prepared_manifest))
     assert done.returncode == 1

@@ -42,7 +42,15 @@ def main() -> int:
     corpus = [record for records in studies.values() for record in records]
     eval_records = load_manifest(args.eval_manifest) if args.eval_manifest else None
     if eval_records:
-        # Disjoint means different renders, not different names (ids repeat across seeds).
+        # Disjoint means different renders, not different names (ids repeat across seeds). The render
+        # seed says it for synthetic studies: libx264 does not always encode the same frames to the
+        # same bytes, so a same-seed corpus would share most heads but not every file's hash.
+        held_out_seed = _synth_seed(args.eval_manifest)
+        for path in studies:
+            if held_out_seed is not None and _synth_seed(path) == held_out_seed:
+                raise SystemExit(f"{args.eval_manifest} and {path} were both rendered with `lmmeval synth --seed "
+                                 f"{held_out_seed}` (their summary.json), which renders the same heads: render the "
+                                 "corpus with another --seed")
         held_out = _digests(eval_records)
         for path, records in studies.items():
             shared = _digests(records).keys() & held_out.keys()
@@ -60,6 +68,15 @@ def main() -> int:
     for name in ("teacher", "student"):
         print(name, json.dumps(report[name][-1]))
     return 0
+
+
+def _synth_seed(manifest: str) -> int | None:
+    """The `lmmeval synth` seed recorded in the prepared study's summary.json (None: not recorded,
+    e.g. a real study or one prepared before the seed was recorded)."""
+    summary = Path(manifest).parent / "summary.json"
+    if not summary.is_file():
+        return None
+    return json.loads(summary.read_text()).get("synth", {}).get("seed")
 
 
 def _digests(records: list[dict]) -> dict[str, str]:
