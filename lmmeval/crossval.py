@@ -77,6 +77,19 @@ def run_fold(manifest: Path, records: list[dict], fold: int, work: Path, configs
     return {"assessor": report, "baseline": base}
 
 
+def fold_summary(result: dict) -> str:
+    """One line of a fold's headline numbers (``run_fold``'s result); n/a where undefined."""
+    def num(value, scale=1.0, digits=3):
+        return "n/a" if value is None else f"{scale * value:.{digits}f}"
+
+    a, b = result["assessor"], result["baseline"]
+    line = (f"quality SRCC {num(a['quality']['srcc'])}, authenticity SRCC {num(a['authenticity']['srcc'])}, "
+            f"exact-set {num(a['distortions']['exact_set_accuracy'], 100, 1)} %")
+    if "saliency" in a:
+        line += f", saliency CC {num(a['saliency']['cc'])}"
+    return line + f" (baseline SRCC {num(b['quality']['srcc'])} / {num(b['authenticity']['srcc'])})"
+
+
 def _mean_std(values: list[float]) -> str:
     """'mean ± std' over folds; folds where the number is undefined (e.g. a constant prediction) are counted."""
     defined = [v for v in values if v is not None]
@@ -131,10 +144,13 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     results = []
     for k in range(folds):
         print(f"fold {k + 1}/{folds}", flush=True)
-        results.append(run_fold(manifest, records, k, work / f"fold{k}", configs, deepspeed, steps, baseline, base,
-                                stage_overrides))
-    for r in results:
-        r["assessor"].pop("predictions", None)
+        result = run_fold(manifest, records, k, work / f"fold{k}", configs, deepspeed, steps, baseline, base,
+                          stage_overrides)
+        result["assessor"].pop("predictions", None)
+        # Each fold's numbers as soon as it is done (a full run takes the better part of an hour).
+        (work / f"fold{k}" / "result.json").write_text(json.dumps(result, indent=2))
+        print(f"fold {k + 1}/{folds} done: {fold_summary(result)}", flush=True)
+        results.append(result)
     label = "LMME3DHF, tiny preset" + (f", base {base}" if base else "")
     label += "".join(f", {stage}.{k}={v}" for stage, keys in sorted(stage_overrides.items()) for k, v in keys.items())
     out = {"folds": results, "table": table(results, label), "base": str(base) if base else None,

@@ -212,7 +212,7 @@ def test_cross_validation_checks_the_manifest_folds(prepared_manifest, tmp_path)
         cross_validate(prepared_manifest, tmp_path, folds=3)
 
 
-def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manifest, tmp_path):
+def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manifest, tmp_path, capsys):
     """Two folds of 12 videos, 2 steps per stage, a checkpoint every step: the generated table and
     its JSON land in a folder that did not exist yet, naming the run; a rerun into the same work
     folder (the earlier run's checkpoints still in it) starts each fold afresh."""
@@ -249,6 +249,11 @@ def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manife
         assert last_steps == ["2", "2", "3"]
     per_fold = json.loads(results.with_suffix(".json").read_text())
     assert per_fold["command"] == "cv-test" and [f["assessor"]["n"] for f in per_fold["folds"]] == [6, 6]
+    # Each fold's result is written and printed as soon as the fold is done, the same numbers as the table's.
+    for k in (0, 1):
+        assert json.loads((tmp_path / "work" / f"fold{k}" / "result.json").read_text()) == per_fold["folds"][k]
+    quality = per_fold["folds"][1]["assessor"]["quality"]["srcc"]
+    assert f"fold 2/2 done: quality SRCC {quality:.3f}, authenticity SRCC" in capsys.readouterr().out
     text = results.read_text()
     assert "on 12 synthetic videos" in text and "`cv-test`" in text and out["table"] in text
     assert "LMME3DHF, tiny preset, 3.steps=3" in out["table"]
