@@ -187,7 +187,8 @@ class Assessor:
 
     def new_regression_head(self, video_mean: bool, seed: int = 0) -> None:
         """Replace the regression head by a freshly initialised one (stage 2 trains it from its
-        initialisation; stage 1 never touches it), reading the video tokens' mean state or not."""
+        initialisation; stage 1 never touches it), reading the video tokens' mean state or not.
+        Seeds torch's global generator with ``seed`` first, so the initialisation is reproducible."""
         self.config.regression = dataclasses.replace(self.config.regression, video_mean=video_mean)
         torch.manual_seed(seed)
         self.model.regression = RegressionHead(self.config.regression).to(self.device)
