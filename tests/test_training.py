@@ -158,6 +158,9 @@ def test_config_errors_are_clear(tmp_path):
         load_train_config(path)
     with pytest.raises(ValueError, match="stage 1 needs 'base'"):
         TrainConfig(stage=1, manifest="m", output_dir="o")
+    path.write_text("stage: 2\nmanifest: m.jsonl\noutput_dir: out\ninit_from: x\nregression_video_mean: flase\n")
+    with pytest.raises(ValueError, match="regression_video_mean must be true or false, got 'flase'"):
+        load_train_config(path)
 
 
 def test_zero3_saves_and_resumes(train8, tiny_base, tmp_path):

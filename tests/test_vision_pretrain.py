@@ -114,6 +114,9 @@ def test_script_refuses_shared_videos_and_repeated_manifests(prepared_manifest, 
     assert f"shares {n} video(s) with {prepared_manifest} (byte-identical" in done.stderr
     assert str(copy) not in done.stderr.split("shares")[1]
     assert not (tmp_path / "base").exists() and not (tmp_path / "base.partial").exists()
+    (held_out / "summary.json").write_text("{not json")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=root)
+    assert done.returncode == 1 and f"{held_out / 'summary.json'}: not the JSON object" in done.stderr
     twice = cmd[:3] + [str(copy / "manifest.jsonl"), str(copy / "manifest.jsonl")] + cmd[5:]
     done = subprocess.run(twice, capture_output=True, text=True, timeout=120, cwd=root)
     assert done.returncode == 2 and f"--manifest names {copy / 'manifest.jsonl'} more than once" in done.stderr

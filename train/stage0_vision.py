@@ -76,7 +76,10 @@ def _synth_seed(manifest: str) -> int | None:
     summary = Path(manifest).parent / "summary.json"
     if not summary.is_file():
         return None
-    return json.loads(summary.read_text()).get("synth", {}).get("seed")
+    try:
+        return json.loads(summary.read_text()).get("synth", {}).get("seed")
+    except (json.JSONDecodeError, AttributeError):
+        raise SystemExit(f"{summary}: not the JSON object `lmmeval prepare` writes; prepare the study again") from None
 
 
 def _digests(records: list[dict]) -> dict[str, str]:

@@ -63,6 +63,10 @@ class TrainConfig:
             raise ValueError(f"stage {self.stage} needs 'init_from' (the previous stage's final/ folder)")
         if self.stage > 1 and self.sampling is not None:
             raise ValueError("'sampling' is set in stage 1 only; later stages use the checkpoint's")
+        for name in ("regression_video_mean", "group_by_length", "gradient_checkpointing"):
+            # A YAML typo such as "flase" is a string, which is truthy: it would switch the knob on.
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.stage != 2 and self.regression_video_mean:
             raise ValueError("'regression_video_mean' is a stage 2 setting (the stage that trains the regression head)")
         for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "keep_checkpoints"):
