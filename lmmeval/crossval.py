@@ -20,7 +20,7 @@ from .assessor import Assessor
 from .baseline import BaselineConfig, predict_baseline, train_baseline
 from .evaluate import evaluate, score_report
 from .labels import DIMENSIONS
-from .prepare import load_manifest
+from .prepare import check_disjoint, load_manifest
 from .provenance import git_commit
 from .training import load_train_config, parse_overrides, run_stage
 
@@ -28,7 +28,7 @@ SALIENCY_KEYS = ("auc_judd", "nss", "cc", "sim", "kld")
 
 
 # Keys each fold sets itself: a stage override may not change them.
-FOLD_KEYS = ("manifest", "output_dir", "fold", "init_from")
+FOLD_KEYS = ("manifest", "output_dir", "fold", "init_from", "extra_manifests")
 
 
 def stage_overrides_from(items: list[str]) -> dict[int, dict]:
@@ -45,15 +45,17 @@ def stage_overrides_from(items: list[str]) -> dict[int, dict]:
 
 def run_fold(manifest: Path, records: list[dict], fold: int, work: Path, configs: list[Path], deepspeed: str | None,
              steps: int | None, baseline: BaselineConfig, base: str | None = None,
-             stage_overrides: dict[int, dict] | None = None) -> dict:
+             stage_overrides: dict[int, dict] | None = None, extra_train: list[str] | None = None) -> dict:
     """``records``: the manifest's, as ``load_manifest`` read them (the stages read the file themselves).
-    ``stage_overrides``: {stage: {key: value}} applied to that stage's config after ``steps``."""
+    ``stage_overrides``: {stage: {key: value}} applied to that stage's config after ``steps``.
+    ``extra_train``: manifests every stage also trains on whole (not the baseline)."""
     # The fold's folder is scratch space: a rerun starts it afresh (training refuses to mix
     # its checkpoints with an earlier run's).
     shutil.rmtree(work, ignore_errors=True)
     final = None
     for stage, cfg_path in enumerate(configs, start=1):
-        overrides = {"manifest": str(manifest), "output_dir": str(work / f"stage{stage}"), "fold": fold}
+        overrides = {"manifest": str(manifest), "output_dir": str(work / f"stage{stage}"), "fold": fold,
+                     "extra_manifests": list(extra_train or [])}
         if stage == 1 and base:
             overrides["base"] = str(base)
         if stage > 1:
@@ -117,10 +119,12 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
                    deepspeed: str | None = "configs/deepspeed/zero2.json", steps: int | None = None,
                    baseline: BaselineConfig = BaselineConfig(), results_md: str | Path | None = None,
                    command: str = "", base: str | Path | None = None,
-                   stage_overrides: dict[int, dict] | None = None) -> dict:
+                   stage_overrides: dict[int, dict] | None = None, extra_train: list[str] | None = None) -> dict:
     """``base`` replaces stage 1's base (e.g. the tiny base with stage 0's pretrained vision tower).
     ``stage_overrides`` ({stage: {key: value}}) change the stage configs for every fold: ablations
-    such as {2: {"pairwise_weight": 0.5}}."""
+    such as {2: {"pairwise_weight": 0.5}}. ``extra_train``: more studies (manifests) that every
+    stage of every fold also trains on whole, e.g. stage 0's corpus; they must be disjoint from
+    ``manifest``. The baseline keeps to each fold's training videos."""
     configs = [Path(c) for c in (configs or ["configs/tiny/stage1.yaml", "configs/tiny/stage2.yaml",
                                              "configs/tiny/stage3.yaml"])]
     stage_overrides = stage_overrides or {}
@@ -138,6 +142,12 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     if present != list(range(folds)):
         raise ValueError(f"{manifest}: its folds are {present}, not 0..{folds - 1}; prepare it with --folds {folds} "
                          f"or pass --folds {len(present)}")
+    extra_train = [str(path) for path in extra_train or []]
+    if repeated := sorted({path for path in extra_train if extra_train.count(path) > 1}):
+        raise ValueError(f"extra training manifest {', '.join(repeated)} named more than once")
+    extra_records = {path: load_manifest(path) for path in extra_train}
+    check_disjoint(manifest, records, extra_records)  # now, not in each fold's stage 1
+    n_extra = sum(len(r) for r in extra_records.values())
     if results_md:  # made now: a folder that cannot be made should fail before the folds, not after
         Path(results_md).parent.mkdir(parents=True, exist_ok=True)
     start, commit = time.time(), git_commit()
@@ -145,15 +155,18 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     for k in range(folds):
         print(f"fold {k + 1}/{folds}", flush=True)
         result = run_fold(manifest, records, k, work / f"fold{k}", configs, deepspeed, steps, baseline, base,
-                          stage_overrides)
+                          stage_overrides, extra_train)
         result["assessor"].pop("predictions", None)
         # Each fold's numbers as soon as it is done (a full run takes the better part of an hour).
         (work / f"fold{k}" / "result.json").write_text(json.dumps(result, indent=2))
         print(f"fold {k + 1}/{folds} done: {fold_summary(result)}", flush=True)
         results.append(result)
     label = "LMME3DHF, tiny preset" + (f", base {base}" if base else "")
+    if extra_train:
+        label += f", + {n_extra} training videos of {' + '.join(extra_train)}"
     label += "".join(f", {stage}.{k}={v}" for stage, keys in sorted(stage_overrides.items()) for k, v in keys.items())
     out = {"folds": results, "table": table(results, label), "base": str(base) if base else None,
+           "extra_train": extra_train,
            "minutes": (time.time() - start) / 60, "command": command, "commit": commit}
     work.mkdir(parents=True, exist_ok=True)
     (work / "results.json").write_text(json.dumps(out, indent=2))
@@ -162,6 +175,9 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
         per_fold = Path(results_md).with_suffix(".json")
         per_fold.write_text(json.dumps(out, indent=2))
         tower = f"stage 1's base `{base}`" if base else "the base's own vision tower"
+        if extra_train:
+            tower += (f"; stages 1-3 also train on the {n_extra} videos of "
+                      f"{' + '.join(f'`{path}`' for path in extra_train)}, the baseline on each fold's own only")
         Path(results_md).write_text(
             f"# Cross-validation on the synthetic benchmark (generated)\n\n"
             f"{folds}-fold cross-validation (folds stratified by generator) on {len(records)} synthetic videos, "

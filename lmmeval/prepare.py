@@ -22,6 +22,7 @@ A manifest record:
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -232,6 +233,45 @@ def check_fold(records: list[dict], fold: int, manifest) -> None:
     folds = sorted({r["fold"] for r in records})
     if fold != -1 and fold not in folds:
         raise ValueError(f"{manifest}: no record in fold {fold}; its folds are {folds} (-1: use every record)")
+
+
+def check_disjoint(held_out: str | Path, held_out_records: list[dict], others: dict[str, list[dict]]) -> None:
+    """Refuse any study in ``others`` ({manifest: records}) that shares videos with ``held_out``.
+
+    Disjoint means different renders, not different names (ids repeat across seeds). The
+    render seed says it for synthetic studies: libx264 does not always encode the same
+    frames to the same bytes, so a same-seed study would share most heads but not every
+    file's hash. Byte-identical files are refused too (real studies, or copies).
+    """
+    held_out_seed = synth_seed(held_out)
+    for path in others:
+        if held_out_seed is not None and synth_seed(path) == held_out_seed:
+            raise ValueError(f"{held_out} and {path} were both rendered with `lmmeval synth --seed {held_out_seed}` "
+                             "(their summary.json), which renders the same heads: render the other study with "
+                             "another --seed")
+    digests = _digests(held_out_records)
+    for path, records in others.items():
+        shared = _digests(records).keys() & digests.keys()
+        if shared:
+            raise ValueError(f"{held_out} shares {len(shared)} video(s) with {path} (byte-identical files, e.g. "
+                             f"{digests[min(shared)]}): render the other study with another --seed")
+
+
+def synth_seed(manifest: str | Path) -> int | None:
+    """The `lmmeval synth` seed recorded in the prepared study's summary.json (None: not recorded,
+    e.g. a real study or one prepared before the seed was recorded)."""
+    summary = Path(manifest).parent / "summary.json"
+    if not summary.is_file():
+        return None
+    try:
+        return json.loads(summary.read_text()).get("synth", {}).get("seed")
+    except (json.JSONDecodeError, AttributeError):
+        raise ValueError(f"{summary}: not the JSON object `lmmeval prepare` writes; prepare the study again") from None
+
+
+def _digests(records: list[dict]) -> dict[str, str]:
+    """SHA-1 of each video file -> its path."""
+    return {hashlib.sha1(Path(r["video_path"]).read_bytes()).hexdigest(): str(r["video_path"]) for r in records}
 
 
 def load_manifest(path: str | Path) -> list[dict]:

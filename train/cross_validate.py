@@ -8,7 +8,7 @@ runs/cv/prepared/manifest.jsonl renders the 400-video one).
 
     python train/cross_validate.py --manifest runs/cv/prepared/manifest.jsonl \
         [--steps N] [--work runs/cv] [--base runs/pretrain/base] [--results docs/results_cv.md] \
-        [--set STAGE.KEY=VALUE ...]
+        [--set STAGE.KEY=VALUE ...] [--extra-train MANIFEST ...]
 
 --set changes one stage's config for every fold, for ablations; write the results elsewhere so
 the committed table stays the default run's, e.g. the Bradley-Terry ranking loss in stage 2:
@@ -16,6 +16,13 @@ the committed table stays the default run's, e.g. the Bradley-Terry ranking loss
     python train/cross_validate.py --manifest runs/cv/prepared/manifest.jsonl --steps 1000 \
         --base runs/pretrain/base --set 2.pairwise_weight=0.5 --work runs/cv_pairwise \
         --results runs/cv_pairwise/results.md
+
+--extra-train adds whole studies to every stage's training set in every fold (each must be
+disjoint from --manifest: another synth seed), e.g. stage 0's corpus:
+
+    python train/cross_validate.py --manifest runs/cv/prepared/manifest.jsonl --steps 1000 \
+        --base runs/pretrain/base --extra-train runs/pretrain2/prepared/manifest.jsonl \
+        --work runs/cv_extra --results runs/cv_extra/results.md
 """
 
 import argparse
@@ -37,6 +44,9 @@ def main() -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="STAGE.KEY=VALUE",
                         help="override a key of one stage's config in every fold, e.g. --set 2.pairwise_weight=0.5 "
                              "1.lora='{r: 16, alpha: 32, modules_to_save: [lm_head]}' (values are YAML)")
+    parser.add_argument("--extra-train", nargs="+", default=[], metavar="MANIFEST",
+                        help="more prepared studies that stages 1-3 also train on whole in every fold (not the "
+                             "baseline); each must be disjoint from --manifest (another `lmmeval synth --seed`)")
     args = parser.parse_args()
     try:
         stage_overrides = stage_overrides_from(args.set)
@@ -44,7 +54,8 @@ def main() -> int:
         parser.error(str(err))
     command = "python train/cross_validate.py " + " ".join(sys.argv[1:])
     out = cross_validate(args.manifest, args.work, folds=args.folds, steps=args.steps, results_md=args.results,
-                         command=command.strip(), base=args.base, stage_overrides=stage_overrides)
+                         command=command.strip(), base=args.base, stage_overrides=stage_overrides,
+                         extra_train=args.extra_train)
     print(out["table"])
     return 0
 

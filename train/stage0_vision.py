@@ -11,13 +11,12 @@ disjoint study), both are scored on it after every epoch.
 """
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 
 from lmmeval.provenance import git_commit
-from lmmeval.prepare import load_manifest
+from lmmeval.prepare import check_disjoint, load_manifest
 from lmmeval.probe import plot_curves
 from lmmeval.training import load_sampling
 from lmmeval.vision_pretrain import load_vision_pretrain_config, pretrain_vision
@@ -42,21 +41,10 @@ def main() -> int:
     corpus = [record for records in studies.values() for record in records]
     eval_records = load_manifest(args.eval_manifest) if args.eval_manifest else None
     if eval_records:
-        # Disjoint means different renders, not different names (ids repeat across seeds). The render
-        # seed says it for synthetic studies: libx264 does not always encode the same frames to the
-        # same bytes, so a same-seed corpus would share most heads but not every file's hash.
-        held_out_seed = _synth_seed(args.eval_manifest)
-        for path in studies:
-            if held_out_seed is not None and _synth_seed(path) == held_out_seed:
-                raise SystemExit(f"{args.eval_manifest} and {path} were both rendered with `lmmeval synth --seed "
-                                 f"{held_out_seed}` (their summary.json), which renders the same heads: render the "
-                                 "corpus with another --seed")
-        held_out = _digests(eval_records)
-        for path, records in studies.items():
-            shared = _digests(records).keys() & held_out.keys()
-            if shared:
-                raise SystemExit(f"{args.eval_manifest} shares {len(shared)} video(s) with {path} (byte-identical "
-                                 f"files, e.g. {held_out[min(shared)]}): render the corpus with another --seed")
+        try:
+            check_disjoint(args.eval_manifest, eval_records, studies)
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
     commit = git_commit()
     sampling = load_sampling(TINY_STAGE1)  # the tower learns on what stage 1 will feed it
     report = pretrain_vision(corpus, sampling, args.out, config, eval_records)
@@ -68,23 +56,6 @@ def main() -> int:
     for name in ("teacher", "student"):
         print(name, json.dumps(report[name][-1]))
     return 0
-
-
-def _synth_seed(manifest: str) -> int | None:
-    """The `lmmeval synth` seed recorded in the prepared study's summary.json (None: not recorded,
-    e.g. a real study or one prepared before the seed was recorded)."""
-    summary = Path(manifest).parent / "summary.json"
-    if not summary.is_file():
-        return None
-    try:
-        return json.loads(summary.read_text()).get("synth", {}).get("seed")
-    except (json.JSONDecodeError, AttributeError):
-        raise SystemExit(f"{summary}: not the JSON object `lmmeval prepare` writes; prepare the study again") from None
-
-
-def _digests(records: list[dict]) -> dict[str, str]:
-    """SHA-1 of each video file -> its path."""
-    return {hashlib.sha1(Path(r["video_path"]).read_bytes()).hexdigest(): str(r["video_path"]) for r in records}
 
 
 def _write_report(report: dict, prefix: Path) -> None:

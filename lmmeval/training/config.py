@@ -32,6 +32,9 @@ class TrainConfig:
     base: str | None = None  # stage 1: base Qwen2.5-VL folder, or "tiny" to build the tiny preset
     init_from: str | None = None  # stages 2 and 3: the previous stage's final/ folder
     fold: int = -1  # held-out fold (not trained on); -1 trains on every record
+    # More studies trained on whole (their folds ignored), e.g. stage 0's corpus; each must be
+    # disjoint from `manifest` (checked: render seed and file hashes), whose held-out fold is tested.
+    extra_manifests: list[str] = field(default_factory=list)
     steps: int = 100  # optimizer steps
     batch_size: int = 2  # samples per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
@@ -69,6 +72,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.stage != 2 and self.regression_video_mean:
             raise ValueError("'regression_video_mean' is a stage 2 setting (the stage that trains the regression head)")
+        if not isinstance(self.extra_manifests, list) or not all(isinstance(m, str) for m in self.extra_manifests):
+            raise ValueError(f"extra_manifests must be a list of manifest paths, got {self.extra_manifests!r}")
+        if repeated := sorted({m for m in self.extra_manifests if self.extra_manifests.count(m) > 1}):
+            # Named twice, its videos would silently count twice.
+            raise ValueError(f"extra_manifests names {', '.join(repeated)} more than once")
         for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -22,7 +22,7 @@ import torch
 
 from ..assessor import Assessor
 from ..model.lmme import LEVEL_TASKS, TASKS
-from ..prepare import check_fold, load_manifest
+from ..prepare import check_disjoint, check_fold, load_manifest
 from .config import TrainConfig
 from .data import ManifestData, TrainBatch
 from .losses import pairwise_loss, regression_loss, saliency_loss
@@ -160,6 +160,10 @@ def run_stage(config: TrainConfig, deepspeed_config: str | None = None, resume: 
     all_records = load_manifest(config.manifest)
     check_fold(all_records, config.fold, config.manifest)
     records = [r for r in all_records if r["fold"] != config.fold]
+    if config.extra_manifests:
+        extra = {path: load_manifest(path) for path in config.extra_manifests}
+        check_disjoint(config.manifest, all_records, extra)  # else the held-out fold could leak in
+        records += [r for study in extra.values() for r in study]
     ckpt_root = out_dir / CHECKPOINTS
     earlier = sorted(p.name for p in ckpt_root.glob("step*")) if not resume else []
     if earlier:
