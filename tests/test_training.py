@@ -36,6 +36,19 @@ def train8(prepared_manifest):
 
 
 @pytest.fixture(scope="module")
+def other_study(tmp_path_factory):
+    """A second, disjoint study (another render seed), 8 videos: extra training data."""
+    from .conftest import SMALL_SET
+
+    from lmmeval.prepare import prepare
+    from lmmeval.synth import SynthConfig, synthesize
+
+    raw = synthesize(tmp_path_factory.mktemp("other_raw"), SynthConfig(**(SMALL_SET | {"n": 8, "seed": 1})),
+                     progress=False)
+    return prepare(raw, tmp_path_factory.mktemp("other_prepared"), progress=False)
+
+
+@pytest.fixture(scope="module")
 def stages(train8, tiny_base, tmp_path_factory):
     prepared_manifest = train8
     root = tmp_path_factory.mktemp("train")
@@ -161,6 +174,45 @@ def test_config_errors_are_clear(tmp_path):
     path.write_text("stage: 2\nmanifest: m.jsonl\noutput_dir: out\ninit_from: x\nregression_video_mean: flase\n")
     with pytest.raises(ValueError, match="regression_video_mean must be true or false, got 'flase'"):
         load_train_config(path)
+    for value, message in (("m2.jsonl", "extra_manifests must be a list of manifest paths, got 'm2.jsonl'"),
+                           ("[m2.jsonl, m2.jsonl]", "extra_manifests names m2.jsonl more than once")):
+        path.write_text(f"stage: 2\nmanifest: m.jsonl\noutput_dir: out\ninit_from: x\nextra_manifests: {value}\n")
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_train_config(path)
+
+
+def test_extra_manifests_join_the_training_records_once_shown_disjoint(train8, other_study, prepared_manifest,
+                                                                       tmp_path, monkeypatch):
+    """The manifest's held-out fold stays out; every record of an extra study goes in, whatever its
+    fold. A study rendered with the manifest's seed (here: a copy of the manifest's own study) is
+    refused before any model is loaded."""
+    import json
+
+    import lmmeval.training.loop as loop
+    from lmmeval.prepare import load_manifest
+
+    class Captured(Exception):
+        pass
+
+    def capture(records, *args, **kwargs):
+        raise Captured([(r["id"], str(r["video_path"])) for r in records])
+
+    monkeypatch.setattr(loop, "ManifestData", capture)
+    with pytest.raises(Captured) as caught:
+        run_stage(_config(1, train8, tmp_path / "s1", base="tiny", fold=0, extra_manifests=[str(other_study)]),
+                  None, progress=False)
+    expected = [(r["id"], str(r["video_path"])) for r in load_manifest(train8) if r["fold"] != 0]
+    extra = [(r["id"], str(r["video_path"])) for r in load_manifest(other_study)]
+    assert any(r["fold"] == 0 for r in load_manifest(other_study))  # trained on all the same
+    assert caught.value.args[0] == expected + extra
+    # Same render seed as the manifest's study (summary.json): the same heads, refused.
+    copy = tmp_path / "copy"
+    shutil.copytree(prepared_manifest.parent, copy)
+    assert json.loads((copy / "summary.json").read_text())["synth"]["seed"] == 0
+    with pytest.raises(ValueError, match=r"both rendered with `lmmeval synth --seed 0`"):
+        run_stage(_config(1, train8, tmp_path / "s1b", base="tiny", extra_manifests=[str(copy / "manifest.jsonl")]),
+                  None, progress=False)
+    assert not (tmp_path / "s1b" / "log.csv").exists()
 
 
 def test_zero3_saves_and_resumes(train8, tiny_base, tmp_path):
@@ -215,10 +267,11 @@ def test_cross_validation_checks_the_manifest_folds(prepared_manifest, tmp_path)
         cross_validate(prepared_manifest, tmp_path, folds=3)
 
 
-def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manifest, tmp_path, capsys):
-    """Two folds of 12 videos, 2 steps per stage, a checkpoint every step: the generated table and
-    its JSON land in a folder that did not exist yet, naming the run; a rerun into the same work
-    folder (the earlier run's checkpoints still in it) starts each fold afresh."""
+def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manifest, other_study, tmp_path, capsys):
+    """Two folds of 12 videos, 2 steps per stage, a checkpoint every step, plus a disjoint study
+    trained on in every stage: the generated table and its JSON land in a folder that did not
+    exist yet, naming the run; a rerun into the same work folder (the earlier run's checkpoints
+    still in it) starts each fold afresh."""
     import json
     from pathlib import Path
 
@@ -243,7 +296,7 @@ def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manife
         out = cross_validate(manifest, tmp_path / "work", folds=2, configs=configs, steps=2,
                              deepspeed=str(root / "configs" / "deepspeed" / "zero2.json"),
                              baseline=BaselineConfig(epochs=1, frames=2), results_md=results, command="cv-test",
-                             stage_overrides={3: {"steps": 3}})
+                             stage_overrides={3: {"steps": 3}}, extra_train=[other_study])
     assert any((tmp_path / "work" / "fold0" / "stage1" / "checkpoints").glob("step*"))  # what the rerun met
     # The stage override wins over --steps, in that stage only:
     for fold in (0, 1):
@@ -259,7 +312,9 @@ def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manife
     assert f"fold 2/2 done: quality SRCC {quality:.3f}, authenticity SRCC" in capsys.readouterr().out
     text = results.read_text()
     assert "on 12 synthetic videos" in text and "`cv-test`" in text and out["table"] in text
-    assert "LMME3DHF, tiny preset, 3.steps=3" in out["table"]
+    assert f"LMME3DHF, tiny preset, + 8 training videos of {other_study}, 3.steps=3" in out["table"]
+    assert f"stages 1-3 also train on the 8 videos of `{other_study}`, the baseline on each fold's own only" in text
+    assert per_fold["extra_train"] == [str(other_study)]
 
 
 def test_cross_validation_stage_overrides_are_checked_before_any_fold(prepared_manifest, tmp_path):
@@ -275,11 +330,18 @@ def test_cross_validation_stage_overrides_are_checked_before_any_fold(prepared_m
     # steps=1: were a check missing, the run would start and train instead of failing at once.
     for overrides, message in (({2: {"pairwise_wieght": 0.5}}, r"unknown key\(s\) \['pairwise_wieght'\]"),
                                ({2: {"fold": 1}}, r"sets \['fold'\]: cross-validation sets these itself"),
+                               ({3: {"extra_manifests": []}}, r"sets \['extra_manifests'\]: cross-validation sets"),
                                ({1: {"base": "tiny"}}, r"sets 'base': pass it as the base argument"),
                                ({4: {"steps": 1}}, "the stages are 1..3"),
                                ({1: {"steps": 0}}, "steps must be >= 1")):
         with pytest.raises(ValueError, match=message):
             cross_validate(prepared_manifest, tmp_path / "work", steps=1, stage_overrides=overrides)
+    # Extra training studies: checked against the manifest before any fold, as the stages would.
+    for extra, message in (([prepared_manifest], "both rendered with `lmmeval synth --seed 0`"),
+                           ([prepared_manifest.parent / "none.jsonl"], "none.jsonl"),
+                           ([prepared_manifest] * 2, f"{re.escape(str(prepared_manifest))} named more than once")):
+        with pytest.raises((ValueError, FileNotFoundError), match=message):
+            cross_validate(prepared_manifest, tmp_path / "work", steps=1, extra_train=extra)
     assert not (tmp_path / "work").exists()  # nothing trained
 
 
