@@ -235,25 +235,26 @@ def check_fold(records: list[dict], fold: int, manifest) -> None:
         raise ValueError(f"{manifest}: no record in fold {fold}; its folds are {folds} (-1: use every record)")
 
 
-def check_disjoint(held_out: str | Path, held_out_records: list[dict], others: dict[str, list[dict]]) -> None:
-    """Refuse any study in ``others`` ({manifest: records}) that shares videos with ``held_out``.
+def check_disjoint(study: str | Path, study_records: list[dict], others: dict[str, list[dict]]) -> None:
+    """Refuse any study in ``others`` ({manifest: records}) that shares videos with ``study``
+    (the manifest whose held-out videos are tested), with a ``ValueError`` naming both.
 
     Disjoint means different renders, not different names (ids repeat across seeds). The
     render seed says it for synthetic studies: libx264 does not always encode the same
     frames to the same bytes, so a same-seed study would share most heads but not every
     file's hash. Byte-identical files are refused too (real studies, or copies).
     """
-    held_out_seed = synth_seed(held_out)
+    seed = synth_seed(study)
     for path in others:
-        if held_out_seed is not None and synth_seed(path) == held_out_seed:
-            raise ValueError(f"{held_out} and {path} were both rendered with `lmmeval synth --seed {held_out_seed}` "
+        if seed is not None and synth_seed(path) == seed:
+            raise ValueError(f"{study} and {path} were both rendered with `lmmeval synth --seed {seed}` "
                              "(their summary.json), which renders the same heads: render the other study with "
                              "another --seed")
-    digests = _digests(held_out_records)
+    digests = _digests(study_records)
     for path, records in others.items():
         shared = _digests(records).keys() & digests.keys()
         if shared:
-            raise ValueError(f"{held_out} shares {len(shared)} video(s) with {path} (byte-identical files, e.g. "
+            raise ValueError(f"{study} shares {len(shared)} video(s) with {path} (byte-identical files, e.g. "
                              f"{digests[min(shared)]}): render the other study with another --seed")
 
 
