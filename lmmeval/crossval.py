@@ -143,8 +143,7 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
         raise ValueError(f"{manifest}: its folds are {present}, not 0..{folds - 1}; prepare it with --folds {folds} "
                          f"or pass --folds {len(present)}")
     extra_train = [str(path) for path in extra_train or []]
-    if repeated := sorted({path for path in extra_train if extra_train.count(path) > 1}):
-        raise ValueError(f"extra training manifest {', '.join(repeated)} named more than once")
+    load_train_config(configs[0], {"extra_manifests": extra_train})  # the stages' own checks (a name twice), now
     extra_records = {path: load_manifest(path) for path in extra_train}
     check_disjoint(manifest, records, extra_records)  # now, not in each fold's stage 1
     n_extra = sum(len(r) for r in extra_records.values())

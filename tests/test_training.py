@@ -339,7 +339,7 @@ def test_cross_validation_stage_overrides_are_checked_before_any_fold(prepared_m
     # Extra training studies: checked against the manifest before any fold, as the stages would.
     for extra, message in (([prepared_manifest], "both rendered with `lmmeval synth --seed 0`"),
                            ([prepared_manifest.parent / "none.jsonl"], "none.jsonl"),
-                           ([prepared_manifest] * 2, f"{re.escape(str(prepared_manifest))} named more than once")):
+                           ([prepared_manifest] * 2, f"extra_manifests names {re.escape(str(prepared_manifest))} more than once")):
         with pytest.raises((ValueError, FileNotFoundError), match=message):
             cross_validate(prepared_manifest, tmp_path / "work", steps=1, extra_train=extra)
     assert not (tmp_path / "work").exists()  # nothing trained
