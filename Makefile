@@ -14,7 +14,7 @@ export FORCE_QWENVL_VIDEO_READER := decord
 # DeepSpeed JIT-compiles its CPU ops once; keep them in a stable cache.
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/.torch_extensions
 
-.PHONY: install demo test demo-checkpoint pretrain cv cv-scratch probe clean
+.PHONY: install demo test test-fast demo-checkpoint pretrain cv cv-scratch probe clean
 
 install: $(STAMP)
 
@@ -35,7 +35,12 @@ $(STAMP): pyproject.toml constraints.txt tools/torchvision_cpu_shim.py
 	fi
 	touch $(STAMP)
 
+# Every test, the long end-to-end ones (marked slow) included: what CI runs.
 test: $(STAMP)
+	$(PY) -m pytest -q --slow
+
+# The quick tier for the edit-test loop (about half the time): the slow tests are skipped.
+test-fast: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lmmeval.annotations import combine_categories, compute_mos
-from lmmeval.prepare import read_generators, read_marks
+from lmmeval.data.descriptions import combine_categories
+from lmmeval.data.mos import compute_mos
+from lmmeval.data.prepare import read_generators, read_marks
 
 VIEWS = (-45, 0, 45)
 

@@ -18,6 +18,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from .io.media import MEDIA_SUFFIXES
+from .labels import SCORE_RANGE
+
 
 def _synth(args: argparse.Namespace) -> int:
     from .synth import SynthConfig, synthesize
@@ -31,8 +34,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from .prepare import PrepareConfig, prepare
-    from .stats import dataset_report
+    from .data.prepare import PrepareConfig, prepare
+    from .data.stats import dataset_report
 
     config = PrepareConfig(folds=args.folds, seed=args.seed, min_votes=args.min_votes, sigma=args.sigma,
                            sweep_deg=args.sweep)
@@ -44,15 +47,15 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from .stats import dataset_report
+    from .data.stats import dataset_report
 
     print(dataset_report(args.manifest, truth_path=args.truth, check=not args.no_check))
     return 0
 
 
 def _score(args: argparse.Namespace) -> int:
-    from .assessor import Assessor
-    from .scoring import score_files
+    from .inference.assessor import Assessor
+    from .inference.scoring import score_files
 
     if args.overlay and not args.saliency_dir:
         raise ValueError("--overlay needs --saliency-dir (where the overlays go)")
@@ -63,7 +66,7 @@ def _score(args: argparse.Namespace) -> int:
                    mask_dilate=args.mask_dilate, low_confidence_entropy=args.low_confidence, progress=not args.quiet,
                    workers=args.workers)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun / deepspeed launcher: one shard per rank
-        from .scoring import score_distributed
+        from .inference.scoring import score_distributed
 
         options.pop("csv_path")
         def load(device):
@@ -76,7 +79,7 @@ def _score(args: argparse.Namespace) -> int:
         if int(os.environ["RANK"]) != 0:
             return 1 if summary.failed else 0
         if args.csv:
-            from .scoring import write_csv
+            from .inference.writers import write_csv
 
             write_csv(Path(args.out), Path(args.csv))
     else:
@@ -92,7 +95,7 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import run
+    from .eval.evaluate import run
 
     run(args.model, args.manifest, args.fold, args.out, base=args.base, device=args.device, batch_size=args.batch_size,
         command=args.command_line)
@@ -134,8 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="turn raw study annotations into a manifest (MOS, levels, categories, saliency, folds)",
                        description="Compute MOS (BT.500 screening, per-subject Z-scores, paper Eq. 1-3), text levels "
                                    "(Eq. 4), distortion categories from the descriptions, saliency maps from the dots "
-                                   "(Gaussian, sigma 5 px), a generator-stratified k-fold split and the instruction-"
-                                   "tuning conversations, into OUT_DIR/manifest.jsonl. Works on real annotations in "
+                                   "(Gaussian, sigma 5 px) and a generator-stratified k-fold split, "
+                                   "into OUT_DIR/manifest.jsonl. Works on real annotations in "
                                    "the same format as `lmmeval synth` output.")
     p.add_argument("raw_dir", help="folder with videos/, ratings.csv, marks.jsonl, generators.csv")
     p.add_argument("out_dir", help="output folder (created)")
@@ -157,9 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="score videos and images: quality, authenticity, levels, distortions, saliency",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Score every input (files, or folders searched recursively for "
-                                   f"{', '.join(s.lstrip('.') for s in ('.mp4', '.mov', '.avi', '.mkv', '.webm', '.gif', '.png', '.jpg', '.webp'))}) "
+                                   f"{', '.join(s.lstrip('.') for s in MEDIA_SUFFIXES)}) "
                                    "and write one JSON line per input: id, path, quality and authenticity (MOS scale "
-                                   "0-100), their text levels and level probabilities, distortion categories, runtime. "
+                                   f"{SCORE_RANGE[0]:g}-{SCORE_RANGE[1]:g}), their text levels and level probabilities, distortion categories, runtime. "
                                    "A failing input gets a line with its error and the run continues; the exit status "
                                    "is 1 if any input failed.",
                        epilog="Examples:\n"

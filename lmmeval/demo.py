@@ -15,11 +15,12 @@ import json
 import time
 from pathlib import Path
 
-from .assessor import Assessor
+from .data.manifest import load_manifest
+from .data.prepare import prepare
+from .eval.metrics import srcc
+from .inference.assessor import Assessor
+from .inference.scoring import score_files
 from .labels import DIMENSIONS
-from .metrics import srcc
-from .prepare import load_manifest, prepare
-from .scoring import score_files
 from .synth import SynthConfig, synthesize
 
 
@@ -45,14 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[3/3] {summary.scored} scored, {summary.failed} failed\n")
     print(f"{'video':<10}{'quality':>16}{'authenticity':>16}   {'level q/a (pred | true)':<44}distortions (pred | true)")
     for r in records:
-        p = rows[r["id"]]
-        q = f"{p['quality']:5.1f} / {r['mos']['quality']:5.1f}"
-        a = f"{p['authenticity']:5.1f} / {r['mos']['authenticity']:5.1f}"
-        lv = f"{p['quality_level']}/{p['authenticity_level']} | {r['level']['quality']}/{r['level']['authenticity']}"
-        print(f"{r['id']:<10}{q:>16}{a:>16}   {lv:<44}{_short(p['distortions'])} | {_short(r['categories'])}")
+        p = rows[r.id]
+        q = f"{p['quality']:5.1f} / {r.mos['quality']:5.1f}"
+        a = f"{p['authenticity']:5.1f} / {r.mos['authenticity']:5.1f}"
+        lv = f"{p['quality_level']}/{p['authenticity_level']} | {r.level['quality']}/{r.level['authenticity']}"
+        print(f"{r.id:<10}{q:>16}{a:>16}   {lv:<44}{_short(p['distortions'])} | {_short(r.categories)}")
     print("\n(columns: predicted / MOS)")
     for dim in DIMENSIONS:
-        print(f"SRCC {dim}: {srcc([rows[r['id']][dim] for r in records], [r['mos'][dim] for r in records]):+.3f} "
+        print(f"SRCC {dim}: {srcc([rows[r.id][dim] for r in records], [r.mos[dim] for r in records]):+.3f} "
               f"over {len(records)} videos")
     print(f"\nresults: {out / 'results.jsonl'}, {out / 'results.csv'}; heat maps and overlays: {out / 'saliency'}")
     print(f"done in {time.time() - start:.0f} s")

@@ -26,6 +26,10 @@ NO_DISTORTION = DISTORTIONS[-1]
 # The two rated dimensions of the subjective study.
 DIMENSIONS: tuple[str, ...] = ("quality", "authenticity")
 
+# The MOS scale: per-subject Z-scores rescaled by (z + 3) / 6 onto this range (paper Eq. 3). Scores
+# are predicted, trained and reported on it.
+SCORE_RANGE: tuple[float, float] = (0.0, 100.0)
+
 
 def score_to_level(
     scores: Iterable[float] | float,

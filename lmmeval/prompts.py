@@ -1,13 +1,16 @@
-"""Prompt and answer texts, shared by the data preparation, training and inference.
+"""Every question the model is asked and every answer it is trained to give.
 
-Everything the model is ever asked comes from this module, so that the
-instruction-tuning conversations written by ``lmmeval prepare`` and the questions
-asked at inference time cannot drift apart.
+Training targets and inference prompts both come from here, so they cannot drift
+apart. Each answer is a fixed stem ("The quality of the human face in this video is")
+followed by what the model has to say; the level probabilities are read at the
+position right after the stem (Q-Align style).
 """
 
 from __future__ import annotations
 
-from .labels import DISTORTIONS, LEVELS, NO_DISTORTION
+from collections.abc import Mapping
+
+from .labels import DIMENSIONS, DISTORTIONS, LEVELS, NO_DISTORTION
 
 QUALITY_QUESTION = (
     "Rate the visual quality of the human face in this video "
@@ -23,38 +26,57 @@ DISTORTION_QUESTION = (
     "Which distortions does the human face in this video show? "
     "Choose all that apply from: " + "; ".join(DISTORTIONS) + "."
 )
-
 DESCRIBE_QUESTION = (
     "Describe the quality and authenticity of the human face in this video, "
     "and where any distortions are."
 )
 
-# The answer stems end right before the level word: the level probabilities are
-# read from the logits at the position after the stem (Q-Align style).
 QUALITY_ANSWER_STEM = "The quality of the human face in this video is"
 AUTHENTICITY_ANSWER_STEM = "The authenticity of the human face in this video is"
 DISTORTION_ANSWER_STEM = "The distortions in this video are:"
 
-QUESTIONS = {"quality": QUALITY_QUESTION, "authenticity": AUTHENTICITY_QUESTION}
-ANSWER_STEMS = {"quality": QUALITY_ANSWER_STEM, "authenticity": AUTHENTICITY_ANSWER_STEM}
+# The questions asked about every sample, in sequence order within a sample.
+TASKS: tuple[str, ...] = ("quality", "authenticity", "distortions")
+LEVEL_TASKS: tuple[str, ...] = ("quality", "authenticity")  # the two answered with a level word
+
+QUESTIONS = {"quality": QUALITY_QUESTION, "authenticity": AUTHENTICITY_QUESTION,
+             "distortions": DISTORTION_QUESTION, "describe": DESCRIBE_QUESTION}
+# What the prompt ends with: the answer up to the word the model has to supply ("describe": free text).
+ANSWER_STEMS = {"quality": QUALITY_ANSWER_STEM, "authenticity": AUTHENTICITY_ANSWER_STEM,
+                "distortions": DISTORTION_ANSWER_STEM, "describe": ""}
 
 
-def level_answer(dimension: str, level: str) -> str:
-    """'The quality of the human face in this video is good.'"""
-    if dimension not in ANSWER_STEMS:
-        raise ValueError(f"unknown dimension {dimension!r}; expected one of {tuple(ANSWER_STEMS)}")
+def level_suffix(level: str) -> str:
+    """What follows a level stem: ' good.'"""
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}; expected one of {LEVELS}")
-    return f"{ANSWER_STEMS[dimension]} {level}."
+    return f" {level}."
 
 
-def distortion_answer(categories: list[str]) -> str:
-    """The distortion answer, listing categories in DISTORTIONS order, separated by '; '."""
+def distortion_suffix(categories: list[str]) -> str:
+    """What follows the distortion stem: the categories in DISTORTIONS order, '; '-separated."""
     unknown = [c for c in categories if c not in DISTORTIONS]
     if unknown:
         raise ValueError(f"unknown distortion categories {unknown}; expected names from DISTORTIONS")
     ordered = [c for c in DISTORTIONS if c in categories] or [NO_DISTORTION]
-    return f"{DISTORTION_ANSWER_STEM} {'; '.join(ordered)}."
+    return f" {'; '.join(ordered)}."
+
+
+def answer_suffixes(levels: Mapping[str, str], categories: list[str]) -> dict[str, str]:
+    """A sample's training targets: what the model should say after each task's stem."""
+    return {**{dim: level_suffix(levels[dim]) for dim in DIMENSIONS}, "distortions": distortion_suffix(categories)}
+
+
+def level_answer(dimension: str, level: str) -> str:
+    """'The quality of the human face in this video is good.'"""
+    if dimension not in DIMENSIONS:
+        raise ValueError(f"unknown dimension {dimension!r}; expected one of {DIMENSIONS}")
+    return ANSWER_STEMS[dimension] + level_suffix(level)
+
+
+def distortion_answer(categories: list[str]) -> str:
+    """'The distortions in this video are: Eye Distortions; Hair Distortions.'"""
+    return DISTORTION_ANSWER_STEM + distortion_suffix(categories)
 
 
 def parse_distortion_answer(text: str) -> list[str]:
@@ -68,9 +90,10 @@ def parse_distortion_answer(text: str) -> list[str]:
     return found or [NO_DISTORTION]
 
 
-def conversation(question: str, answer: str) -> list[dict]:
-    """One user/assistant exchange about the sample's video, in Qwen2.5-VL chat format."""
-    return [
-        {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]},
-        {"role": "assistant", "content": [{"type": "text", "text": answer}]},
-    ]
+def question_prompt(processor, task: str) -> str:
+    """The chat prompt of one task (through the processor's chat template), ending with its answer
+    stem: right where the level word, the category list or the free description begins."""
+    if task not in QUESTIONS:
+        raise ValueError(f"unknown task {task!r}; expected one of {tuple(QUESTIONS)}")
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTIONS[task]}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + ANSWER_STEMS[task]

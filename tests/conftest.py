@@ -11,6 +11,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("FORCE_QWENVL_VIDEO_READER", "decord")
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true",
+                     help="also run the long end-to-end tests marked slow (make test and CI do)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow (make test and CI do)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 # Small enough for CI (a few seconds), large enough for the statistics below to mean something.
 SMALL_SET = dict(n=40, seed=0, size=112, fps=8, seconds=2.0, workers=1)
 
@@ -24,7 +38,7 @@ def synthetic_raw(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def prepared_manifest(synthetic_raw, tmp_path_factory):
-    from lmmeval.prepare import prepare
+    from lmmeval.data.prepare import prepare
 
     return prepare(synthetic_raw, tmp_path_factory.mktemp("prepared"), progress=False)
 
@@ -32,15 +46,15 @@ def prepared_manifest(synthetic_raw, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory):
     """The tiny Qwen2.5-VL base (real architecture, random weights), built offline once."""
-    from lmmeval.model import build_tiny_base
+    from lmmeval.model.presets import save_base
 
-    return build_tiny_base(tmp_path_factory.mktemp("tiny_base"), seed=0)
+    return save_base(tmp_path_factory.mktemp("tiny_base"))
 
 
 @pytest.fixture(scope="session")
 def tiny_assessor(tiny_base):
     """An untrained assessor on the tiny base, sampling small frames for speed."""
-    from lmmeval.assessor import Assessor
-    from lmmeval.model.config import SamplingConfig
+    from lmmeval.inference.assessor import Assessor
+    from lmmeval.model.configuration import SamplingConfig
 
     return Assessor.from_base(tiny_base, device="cpu", sampling=SamplingConfig(max_pixels=112 * 112, max_frames=8))

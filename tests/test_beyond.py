@@ -7,11 +7,11 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from lmmeval.assessor import Assessment, Assessor
+from lmmeval.inference.assessor import Assessment, Assessor
 from lmmeval.cli import main
 from lmmeval.labels import LEVELS
-from lmmeval.media import read_video
-from lmmeval.reward import patchify
+from lmmeval.io.media import read_video
+from lmmeval.inference.reward import patchify
 from lmmeval.training.losses import pairwise_loss
 
 
@@ -32,7 +32,8 @@ def test_patchify_matches_the_processor(demo, blurred_video):
     frames = blurred_video[0]
     uint8 = (frames * 255).round().byte()
     ref = demo.processor.video_processor(videos=[uint8], do_sample_frames=False, return_tensors="pt")
-    ours = patchify(uint8.float() / 255, demo.processor.video_processor.image_mean, demo.processor.video_processor.image_std)
+    vp = demo.processor.video_processor
+    ours = patchify(uint8.float() / 255, vp.image_mean, vp.image_std, demo.parts.geometry)
     torch.testing.assert_close(ours, ref["pixel_values_videos"], atol=1e-5, rtol=1e-5)
 
 
@@ -123,8 +124,8 @@ def test_score_cli_masks_and_confidence(synthetic_raw, tmp_path):
 
 def test_score_rejects_bad_mask_options_before_touching_the_output(synthetic_raw, tmp_path):
     """An out-of-range --mask-threshold is one error up front: the old results file stays as it was."""
-    from lmmeval.assessor import Assessor
-    from lmmeval.scoring import score_files
+    from lmmeval.inference.assessor import Assessor
+    from lmmeval.inference.scoring import score_files
 
     video = sorted((synthetic_raw / "videos").glob("*.mp4"))[0]
     out = tmp_path / "r.jsonl"

@@ -64,7 +64,7 @@ def test_resume_skips_done_inputs_and_drops_a_torn_line(checkpoint, folder, tmp_
 
 def test_resume_refuses_a_file_that_is_not_a_results_file(tmp_path):
     """A complete line that is not a result row stops the resume with its line number; nothing is cut."""
-    from lmmeval.scoring import read_done
+    from lmmeval.inference.scoring import read_done
 
     out = tmp_path / "notes.jsonl"
     text = '{"path": "a.mp4"}\nsome notes\n{"path": "b.mp4"}\n'
@@ -82,8 +82,14 @@ def test_score_help_explains(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "--resume" in text and "Examples" in text and "exit status" in text
+    # The input types it lists are the ones it reads (lmmeval.io.media), not a copy that can drift.
+    from lmmeval.io.media import MEDIA_SUFFIXES
+
+    listed = " ".join(text.split()).split("searched recursively for ")[1].split(")")[0]
+    assert listed == ", ".join(s.lstrip(".") for s in MEDIA_SUFFIXES)
 
 
+@pytest.mark.slow
 def test_torchrun_shards_inputs_and_merges_one_output(checkpoint, synthetic_raw, tmp_path):
     """Two ranks (CPU, gloo) each score half of the inputs; rank 0 merges one complete file."""
     import socket

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lmmeval.evaluate import evaluate, pairwise_accuracy, write_report
-from lmmeval.prepare import load_manifest
+from lmmeval.eval.evaluate import evaluate, pairwise_accuracy, write_report
+from lmmeval.data.manifest import load_manifest
 from lmmeval.training.config import SaliencyLossWeights
 from lmmeval.training.losses import regression_loss, saliency_loss
 
@@ -43,7 +43,7 @@ def test_regression_loss_is_l1_on_the_mos_scale():
 
 
 def test_evaluate_writes_a_complete_report(tiny_assessor, prepared_manifest, tmp_path):
-    records = [r for r in load_manifest(prepared_manifest) if r["fold"] == 0]
+    records = [r for r in load_manifest(prepared_manifest) if r.fold == 0]
     report = evaluate(tiny_assessor, records, progress=False)
     written = write_report(report, tmp_path, records, "test")
     data = json.loads((tmp_path / "report.json").read_text())

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from lmmeval.media import load_visual
-from lmmeval.model.config import SamplingConfig
+from lmmeval.io.media import load_visual
+from lmmeval.model.configuration import SamplingConfig
 from lmmeval.model.fast_attention import disable_batched_vision_attention, enable_batched_vision_attention
-from lmmeval.model.lmme import LEVEL_TASKS, build_batch
+from lmmeval.model.processing import build_batch
+from lmmeval.prompts import LEVEL_TASKS
 
 
 def test_batched_windows_match_transformers(tiny_assessor):
@@ -15,8 +16,9 @@ def test_batched_windows_match_transformers(tiny_assessor):
     # two videos of different sizes in one call exercise unequal window lengths.
     rng = np.random.default_rng(0)
     sampling = SamplingConfig(max_pixels=224 * 224, max_frames=4)
-    visuals = [load_visual(rng.integers(0, 255, (4, 224, 224, 3), dtype=np.uint8), sampling),
-               load_visual(rng.integers(0, 255, (4, 168, 112, 3), dtype=np.uint8), sampling)]
+    geometry = tiny_assessor.parts.geometry
+    visuals = [load_visual(rng.integers(0, 255, (4, 224, 224, 3), dtype=np.uint8), sampling, geometry),
+               load_visual(rng.integers(0, 255, (4, 168, 112, 3), dtype=np.uint8), sampling, geometry)]
     batch = build_batch(tiny_assessor.processor, visuals, LEVEL_TASKS)
     backbone = tiny_assessor.model.backbone
     visual = backbone.model.visual
@@ -26,10 +28,10 @@ def test_batched_windows_match_transformers(tiny_assessor):
             assert enable_batched_vision_attention(backbone) == len(visual.blocks)
             assert all(b.attn.forward.__func__.__name__ == "batched_vision_attention" for b in visual.blocks)
             fast = visual(batch.pixel_values_videos, grid_thw=batch.video_grid_thw)
-            scores_fast = tiny_assessor.model(batch, with_saliency=False)["level_logits"]
+            scores_fast = tiny_assessor.model(batch, with_saliency=False).level_logits
         finally:
             disable_batched_vision_attention(backbone)
-        scores_ref = tiny_assessor.model(batch, with_saliency=False)["level_logits"]
+        scores_ref = tiny_assessor.model(batch, with_saliency=False).level_logits
     err = (fast.last_hidden_state - ref.last_hidden_state).abs().max().item()
     print(f"max abs error, fp32 patch features: {err:.2e}")
     torch.testing.assert_close(fast.last_hidden_state, ref.last_hidden_state, atol=1e-5, rtol=1e-5)
@@ -40,12 +42,13 @@ def test_batched_windows_match_transformers(tiny_assessor):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_batched_windows_match_in_bf16_on_gpu(tiny_base):
-    from lmmeval.assessor import Assessor
+    from lmmeval.inference.assessor import Assessor
 
     a = Assessor.from_base(tiny_base, device="cuda")
     a.model.backbone.to(torch.bfloat16)
     rng = np.random.default_rng(0)
-    visuals = [load_visual(rng.integers(0, 255, (8, 448, 448, 3), dtype=np.uint8), SamplingConfig(max_pixels=50176))]
+    visuals = [load_visual(rng.integers(0, 255, (8, 448, 448, 3), dtype=np.uint8), SamplingConfig(max_pixels=50176),
+                           a.parts.geometry)]
     batch = build_batch(a.processor, visuals, LEVEL_TASKS).to("cuda")
     visual = a.model.backbone.model.visual
     with torch.no_grad():

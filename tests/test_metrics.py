@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage, stats
 
-from lmmeval import metrics as M
+from lmmeval.eval import metrics as M
 
 # -----------------------------------------------------------------------------
 # correlations

@@ -7,15 +7,25 @@ import pytest
 import torch
 from PIL import Image
 
-from lmmeval.assessor import Assessor
+from lmmeval.inference.assessor import Assessor
+from lmmeval.model import factory
+from lmmeval.model.configuration import LoraSettings
 from lmmeval.labels import DISTORTIONS, LEVELS
 from lmmeval.model.heads import restore_patch_grid
-from lmmeval.model.lmme import LEVEL_TASKS, build_batch, level_token_ids
+from lmmeval.model.processing import build_batch, level_token_ids
+from lmmeval.prompts import LEVEL_TASKS
 
 
 @pytest.fixture(scope="module")
 def video_path(synthetic_raw):
     return sorted((synthetic_raw / "videos").glob("*.mp4"))[0]
+
+
+def _visual(assessor, item):
+    """``item`` sampled and resized as ``assessor`` reads it."""
+    from lmmeval.io.media import load_visual
+
+    return load_visual(item, assessor.config.sampling, assessor.parts.geometry)
 
 
 def _image(h=90, w=120, seed=0):
@@ -50,12 +60,10 @@ def test_batching_does_not_change_results(tiny_assessor, video_path):
 def test_shared_vision_features_equal_a_plain_forward(tiny_assessor, video_path):
     """The vision tower runs once per sample and its tokens are reused by each question;
     the LLM states must equal those of transformers' own forward with the video in every sequence."""
-    from lmmeval.media import load_visual
-
     model = tiny_assessor.model
-    batch = build_batch(tiny_assessor.processor, [load_visual(str(video_path), tiny_assessor.config.sampling)], LEVEL_TASKS)
+    batch = build_batch(tiny_assessor.processor, [_visual(tiny_assessor, str(video_path))], LEVEL_TASKS)
     with torch.no_grad():
-        ours = model(batch, with_saliency=False)["level_logits"]
+        ours = model(batch, with_saliency=False).level_logits
         pix = torch.cat([batch.pixel_values_videos] * 2)
         plain = model.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                                mm_token_type_ids=batch.mm_token_type_ids, pixel_values_videos=pix,
@@ -103,12 +111,12 @@ def test_save_load_identical_and_peft_round_trip(tiny_base, tmp_path, video_path
     from peft import PeftModel
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-    from lmmeval.model.config import SamplingConfig
+    from lmmeval.model.configuration import SamplingConfig
 
     a = Assessor.from_base(tiny_base, device="cpu", sampling=SamplingConfig(max_pixels=112 * 112, max_frames=8))
-    a.add_lora()
+    factory.add_lora(a.parts, LoraSettings())
     with torch.no_grad():  # make the adapter non-trivial, so the round trip has something to carry
-        for name, p in a.peft_model.named_parameters():
+        for name, p in a.parts.peft_model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.05)
     ckpt = a.save_pretrained(tmp_path / "ckpt")
@@ -124,7 +132,7 @@ def test_save_load_identical_and_peft_round_trip(tiny_base, tmp_path, video_path
     base = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_base)
     plain = PeftModel.from_pretrained(base, ckpt)
     AutoProcessor.from_pretrained(ckpt)
-    ours = dict(a.peft_model.named_parameters())
+    ours = dict(a.parts.peft_model.named_parameters())
     for name, p in plain.named_parameters():
         if "lora_B" in name:
             torch.testing.assert_close(p, ours[name])
@@ -158,7 +166,7 @@ def test_checkpoint_config_is_validated(tiny_assessor, tmp_path):
 
 
 def test_embedded_demo_checkpoint(capsys, video_path):
-    from lmmeval.assessor import DEMO_CHECKPOINT
+    from lmmeval.model.factory import DEMO_CHECKPOINT
 
     size = sum(f.stat().st_size for f in DEMO_CHECKPOINT.rglob("*") if f.is_file())
     assert size <= 20 * 2**20, f"demo checkpoint is {size / 2**20:.1f} MiB"
@@ -172,11 +180,11 @@ def test_embedded_demo_checkpoint(capsys, video_path):
 def test_fallback_without_shared_encoder_outputs_gives_the_same_result(tiny_assessor, video_path, monkeypatch):
     """Older transformers (no ``mm_encoder_outputs``): the vision tower runs per sequence and
     generate encodes the pixels itself; same numbers and answers."""
-    import lmmeval.assessor
-    import lmmeval.model.lmme as lmme
+    import lmmeval.inference.assessor as assessor
+    import lmmeval.model.modeling as modeling
 
     shared = tiny_assessor.assess(str(video_path))
-    for module in (lmme, lmmeval.assessor):
+    for module in (modeling, assessor):
         monkeypatch.setattr(module, "takes_encoder_outputs", lambda model: False)
     fallback = tiny_assessor.assess(str(video_path))
     assert fallback.distortions == shared.distortions
@@ -196,10 +204,10 @@ def test_worker_processes_give_the_same_results(tiny_assessor, synthetic_raw, tm
 
 def test_random_preset_base_round_trips(tmp_path, video_path):
     """A random-weight preset base (for benchmarks) is rebuilt identically on load."""
-    from lmmeval.model.config import SamplingConfig
+    from lmmeval.model.configuration import SamplingConfig
 
-    a = Assessor.from_base("preset:tiny-random", device="cpu", sampling=SamplingConfig(max_pixels=112 * 112))
-    assert a.config.base == "preset:tiny-random"
+    a = Assessor.from_base("preset:tiny", device="cpu", sampling=SamplingConfig(max_pixels=112 * 112))
+    assert a.config.base == "preset:tiny"
     b = Assessor.from_pretrained(a.save_pretrained(tmp_path / "ck"), device="cpu")
     assert a.assess(str(video_path)).quality == pytest.approx(b.assess(str(video_path)).quality, abs=1e-5)
 
@@ -207,11 +215,10 @@ def test_random_preset_base_round_trips(tmp_path, video_path):
 def test_build_batch_matches_the_processor(tiny_assessor, video_path):
     """Pixels are processed once per video and the video tokens expanded by hand: the result
     must equal transformers' processor given the video once per sequence."""
-    from lmmeval.media import load_visual
-    from lmmeval.model.lmme import TASKS, question_prompt
+    from lmmeval.prompts import TASKS, question_prompt
 
     proc = tiny_assessor.processor
-    visuals = [load_visual(str(video_path), tiny_assessor.config.sampling), load_visual(_image(), tiny_assessor.config.sampling)]
+    visuals = [_visual(tiny_assessor, str(video_path)), _visual(tiny_assessor, _image())]
     ours = build_batch(proc, visuals, TASKS)
     texts = [question_prompt(proc, t) for _ in visuals for t in TASKS]
     videos = [torch.from_numpy(v.frames).permute(0, 3, 1, 2) for v in visuals for _ in TASKS]
@@ -227,10 +234,11 @@ def test_build_batch_matches_the_processor(tiny_assessor, video_path):
     torch.testing.assert_close(ours.pixel_values_videos, torch.cat(per_seq[::k]))
 
 
+@pytest.mark.slow
 def test_compiled_blocks_give_the_same_results(tiny_base, video_path):
     """Regional torch.compile traces every vision block and decoder layer (dynamo + AOT
     autograd; the kernel-generating backend only changes the code that runs them)."""
-    from lmmeval.model.config import SamplingConfig
+    from lmmeval.model.configuration import SamplingConfig
 
     sampling = SamplingConfig(max_pixels=112 * 112, max_frames=8)
     assessor = Assessor.from_base(tiny_base, device="cpu", sampling=sampling)
@@ -255,16 +263,15 @@ def test_compiled_blocks_give_the_same_results(tiny_base, video_path):
 def test_answers_are_generated_on_the_forward_pass_vision_features(synthetic_raw, monkeypatch):
     """The distortion answer and the description reuse the forward pass's vision tokens:
     the same text as encoding the pixels again, and no second vision-tower run."""
-    from lmmeval.media import load_visual
-    from lmmeval.model.lmme import preprocess_videos
+    from lmmeval.model.processing import preprocess_videos
 
     a = Assessor.from_pretrained(device="cpu")  # the demo checkpoint: its answers name categories
     a.model.eval()
     videos = sorted((synthetic_raw / "videos").glob("*.mp4"))[:4]
-    visuals = [load_visual(str(p), a.config.sampling) for p in videos]
+    visuals = [_visual(a, str(p)) for p in videos]
     pixels = preprocess_videos(a.processor, visuals)
     with torch.inference_mode():
-        features = a.model(build_batch(a.processor, visuals, LEVEL_TASKS, pixels=pixels), with_saliency=False)["video_features"]
+        features = a.model(build_batch(a.processor, visuals, LEVEL_TASKS, pixels=pixels), with_saliency=False).video_features
         visual = a.model.backbone.model.visual
         calls = []
         handle = visual.register_forward_hook(lambda *args: calls.append(1))
@@ -285,14 +292,14 @@ def test_from_pretrained_reads_only_the_checkpoint_processor(monkeypatch):
 
     calls, original = [], AutoProcessor.from_pretrained
     monkeypatch.setattr(AutoProcessor, "from_pretrained", lambda path, *a, **k: calls.append(str(path)) or original(path, *a, **k))
-    from lmmeval.assessor import DEMO_CHECKPOINT
+    from lmmeval.model.factory import DEMO_CHECKPOINT
 
     Assessor.from_pretrained(device="cpu")  # the demo checkpoint, with its base inside
     assert calls == [str(DEMO_CHECKPOINT)]
 
 
 def test_video_token_mean_averages_exactly_the_video_positions():
-    from lmmeval.model.lmme import video_token_mean
+    from lmmeval.model.modeling import video_token_mean
 
     rng = np.random.default_rng(0)
     hidden = rng.normal(size=(3, 7, 4)).astype(np.float32)
@@ -308,7 +315,8 @@ def test_video_token_mean_averages_exactly_the_video_positions():
 
 
 def test_regression_head_reads_the_video_mean_only_when_configured():
-    from lmmeval.model.heads import RegressionHead, RegressionHeadConfig
+    from lmmeval.model.configuration import RegressionHeadConfig
+    from lmmeval.model.heads import RegressionHead
 
     torch.manual_seed(0)
     states, v1, v2 = torch.randn(2, 2, 16), torch.randn(2, 16), torch.randn(2, 16)
@@ -326,19 +334,18 @@ def test_regression_head_reads_the_video_mean_only_when_configured():
 def test_video_mean_head_gets_the_video_token_states_and_round_trips(tiny_base, tmp_path, video_path):
     """The mean the head receives is the mean of the video-token states the saliency decoder gets
     (picked by a separate path), and a checkpoint with such a head loads and scores the same."""
-    from lmmeval.media import load_visual
-    from lmmeval.model.config import SamplingConfig
+    from lmmeval.model.configuration import SamplingConfig
 
     a = Assessor.from_base(tiny_base, device="cpu", sampling=SamplingConfig(max_pixels=112 * 112, max_frames=8))
-    a.new_regression_head(video_mean=True, seed=1)
+    factory.replace_regression_head(a.parts, video_mean=True, seed=1)
     assert a.config.regression.video_mean
     seen = []
     hook = a.model.regression.register_forward_hook(lambda m, args, out: seen.append(args[1]))
-    visuals = [load_visual(str(video_path), a.config.sampling), load_visual(_image(), a.config.sampling)]
+    visuals = [_visual(a, str(video_path)), _visual(a, _image())]
     with torch.no_grad():
         out = a.model(build_batch(a.processor, visuals, LEVEL_TASKS))
     hook.remove()
-    expected = torch.stack([s.mean(0) for s in out["video_states"]])
+    expected = torch.stack([s.mean(0) for s in out.video_states])
     torch.testing.assert_close(seen[0], expected, atol=1e-5, rtol=1e-5)
 
     ckpt = a.save_pretrained(tmp_path / "vm")

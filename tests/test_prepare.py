@@ -7,12 +7,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from lmmeval.annotations import load_saliency_png
+from lmmeval.data.saliency_maps import load_saliency_png
 from lmmeval.cli import main
 from lmmeval.labels import DISTORTIONS, score_to_level
-from lmmeval.prepare import PrepareConfig, load_manifest, prepare, view_to_frame
-from lmmeval.prompts import DISTORTION_QUESTION, parse_distortion_answer
-from lmmeval.stats import learnability
+from lmmeval.data.manifest import load_manifest
+from lmmeval.data.prepare import PrepareConfig, prepare, view_to_frame
+from lmmeval.data.stats import learnability
 
 from .conftest import SMALL_SET
 
@@ -30,29 +30,32 @@ def truth(synthetic_raw):
 def test_manifest_fields_and_relative_paths(prepared_manifest, records):
     assert len(records) == SMALL_SET["n"]
     for r in records:
-        assert not r["video"].startswith("/") and r["video_path"].is_file()
-        assert set(r["mos"]) == {"quality", "authenticity"}
-        assert set(r["views"]) == {"-45", "0", "45"}
-        for v in r["views"].values():
-            assert v["saliency_path"].is_file()
+        assert not r.video.startswith("/") and r.video_path.is_file()
+        assert set(r.mos) == {"quality", "authenticity"}
+        assert set(r.views) == {"-45", "0", "45"}
+        for v in r.views.values():
+            assert v.saliency_path.is_file()
     # The folder is self-contained: it can be moved and still loads.
     moved = prepared_manifest.parent.parent / "moved"
     shutil.copytree(prepared_manifest.parent, moved)
-    assert load_manifest(moved / "manifest.jsonl")[0]["video_path"].is_relative_to(moved.resolve())
+    assert load_manifest(moved / "manifest.jsonl")[0].video_path.is_relative_to(moved.resolve())
+    # What is read back is what was written: each line is its record's to_json().
+    lines = [json.loads(line) for line in prepared_manifest.read_text().splitlines()]
+    assert [r.to_json() for r in records] == lines
 
 
 def test_levels_follow_eq4_over_the_whole_set(records):
     for dim in ("quality", "authenticity"):
-        expected = score_to_level([r["mos"][dim] for r in records])
-        assert [r["level"][dim] for r in records] == expected
+        expected = score_to_level([r.mos[dim] for r in records])
+        assert [r.level[dim] for r in records] == expected
 
 
 def test_folds_are_stratified_by_generator(records):
-    sizes = Counter(r["fold"] for r in records)
+    sizes = Counter(r.fold for r in records)
     assert sorted(sizes) == [0, 1, 2, 3, 4] and max(sizes.values()) - min(sizes.values()) <= 1
-    for gen in {r["generator"] for r in records}:
-        videos = [r for r in records if r["generator"] == gen]
-        folds = Counter(r["fold"] for r in videos)
+    for gen in {r.generator for r in records}:
+        videos = [r for r in records if r.generator == gen]
+        folds = Counter(r.fold for r in videos)
         # 4 videos of each generator over 5 folds: never two in the same fold.
         assert max(folds.values()) == -(-len(videos) // 5)
 
@@ -60,8 +63,8 @@ def test_folds_are_stratified_by_generator(records):
 def test_categories_match_the_applied_distortions(records, truth):
     exact = 0
     for r in records:
-        applied = sorted({d["type"] for d in truth[r["id"]]["distortions"]}, key=DISTORTIONS.index) or ["No Distortion"]
-        exact += r["categories"] == applied
+        applied = sorted({d["type"] for d in truth[r.id]["distortions"]}, key=DISTORTIONS.index) or ["No Distortion"]
+        exact += r.categories == applied
     # Annotators miss faint distortions now and then, and the parser reads typos: most sets are exact.
     assert exact / len(records) >= 0.85
 
@@ -69,14 +72,14 @@ def test_categories_match_the_applied_distortions(records, truth):
 def test_saliency_maps_peak_at_the_marks(records):
     checked = 0
     for r in records:
-        for view in r["views"].values():
-            smap = load_saliency_png(view["saliency_path"])
+        for view in r.views.values():
+            smap = load_saliency_png(view.saliency_path)
             assert smap.shape == (112, 112) and smap.dtype == np.float32
-            if view["fixations"]:
+            if view.fixations:
                 assert smap.max() == pytest.approx(1.0, abs=1e-4)
                 # The peak sits within a few sigma of some fixation.
                 py, px = np.unravel_index(smap.argmax(), smap.shape)
-                d = min(np.hypot(px - x, py - y) for x, y in view["fixations"])
+                d = min(np.hypot(px - x, py - y) for x, y in view.fixations)
                 assert d < 15
                 checked += 1
             else:
@@ -84,12 +87,19 @@ def test_saliency_maps_peak_at_the_marks(records):
     assert checked > 10
 
 
-def test_conversations_use_the_shared_prompts(records):
-    r = records[0]
-    assert [c[0]["content"][0]["type"] for c in r["conversations"]] == ["video"] * 3
-    distortion = [c for c in r["conversations"] if c[0]["content"][1]["text"] == DISTORTION_QUESTION][0]
-    assert parse_distortion_answer(distortion[1]["content"][0]["text"]) == r["categories"]
-    assert r["level"]["quality"] in r["conversations"][0][1]["content"][0]["text"]
+def test_a_manifest_of_an_earlier_version_still_loads(tmp_path, prepared_manifest):
+    """Earlier versions of prepare also wrote each record's conversations (now built from
+    lmmeval.prompts, the one source of questions and answers): such a line loads, the key unread.
+    Any other unknown key is an error naming the line."""
+    record = json.loads(prepared_manifest.read_text().splitlines()[0])
+    old = tmp_path / "manifest.jsonl"
+    old.write_text(json.dumps(record | {"conversations": [[{"role": "user"}, {"role": "assistant"}]]}) + "\n")
+    shutil.copytree(prepared_manifest.parent / "videos", tmp_path / "videos")
+    shutil.copytree(prepared_manifest.parent / "saliency", tmp_path / "saliency")
+    assert load_manifest(old)[0].to_json() == record
+    old.write_text(json.dumps(record | {"conversation": []}) + "\n")
+    with pytest.raises(ValueError, match=r"line 1: unknown field\(s\) \['conversation'\]"):
+        load_manifest(old)
 
 
 def test_view_to_frame_hand_worked():
@@ -180,6 +190,6 @@ def test_per_view_descriptions_all_count(tmp_path, synthetic_raw):
         if r["video"] == video and r["annotator"] == "A1":
             r["description"] = {-45: "looks fine", 0: "the left eye melts", 45: "looks fine"}[r["view"]]
     (raw / "marks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    record = next(r for r in load_manifest(prepare(raw, tmp_path / "out", progress=False)) if r["id"] == video)
-    assert "Eye Distortions" in record["categories"]
-    assert record["descriptions"]["A1"] == "looks fine / the left eye melts"
+    record = next(r for r in load_manifest(prepare(raw, tmp_path / "out", progress=False)) if r.id == video)
+    assert "Eye Distortions" in record.categories
+    assert record.descriptions["A1"] == "looks fine / the left eye melts"

@@ -3,11 +3,13 @@
 import numpy as np
 import pytest
 
-from lmmeval.model.config import SamplingConfig
-from lmmeval.prepare import load_manifest
-from lmmeval.probe import ProbeConfig, QwenVisionEncoder, decode, run_probe
+from lmmeval.model.configuration import SamplingConfig
+from lmmeval.model.presets import geometry
+from lmmeval.data.manifest import load_manifest
+from lmmeval.experiments.probe import ProbeConfig, QwenVisionEncoder, decode, run_probe
 
 SAMPLING = SamplingConfig(fps=4.0, max_frames=8, max_pixels=112 * 112)
+GEOMETRY = geometry("tiny")
 
 
 def test_config_errors_name_the_field():
@@ -20,9 +22,9 @@ def test_config_errors_name_the_field():
 @pytest.mark.parametrize("encoder", ["qwen-vit", "mobilenet_v3_small"])
 def test_probe_trains_and_reports_each_epoch(prepared_manifest, encoder):
     records = load_manifest(prepared_manifest)
-    train, test = [r for r in records if r["fold"] != 0], [r for r in records if r["fold"] == 0]
+    train, test = [r for r in records if r.fold != 0], [r for r in records if r.fold == 0]
     config = ProbeConfig(encoder=encoder, epochs=4, batch_size=8, lr=3e-3)
-    out = run_probe(train, test, SAMPLING, config, progress=False)
+    out = run_probe(train, test, SAMPLING, GEOMETRY, config, progress=False)
     assert (out["n_train"], out["n_test"]) == (len(train), len(test))
     assert [h["epoch"] for h in out["history"]] == [1, 2, 3, 4]
     assert out["history"][-1]["train_loss"] < 0.9 * out["history"][0]["train_loss"]  # it trains
@@ -37,7 +39,7 @@ def test_qwen_encoder_sees_the_processor_grid(prepared_manifest):
     """The Qwen probe is fed the processor's patches: 8 frames of 112 x 112 -> a (4, 8, 8) grid."""
     records = load_manifest(prepared_manifest)[:2]
     encoder = QwenVisionEncoder.random(wide=False)
-    inputs = encoder.inputs(decode(records, SAMPLING))
+    inputs = encoder.inputs(decode(records, SAMPLING, GEOMETRY))
     assert inputs["grid"].tolist() == [[4, 8, 8]] * 2
     assert inputs["pixels"].shape == (2, 4 * 8 * 8, 3 * 2 * 14 * 14)
     features = encoder(**inputs)
@@ -49,23 +51,23 @@ def test_baseline_trains_and_gives_valid_outputs(prepared_manifest):
     seeded initialisation; outputs are MOS-scale scores and valid category lists."""
     import torch
 
-    from lmmeval.baseline import CATEGORIES, BaselineConfig, FrameCNN, predict_baseline, train_baseline
+    from lmmeval.experiments.baseline import CATEGORIES, BaselineConfig, FrameCNN, predict_baseline, train_baseline
     from lmmeval.labels import NO_DISTORTION
 
     records = load_manifest(prepared_manifest)[:16]
     config = BaselineConfig(frames=2, epochs=2, batch_size=8)
-    model = train_baseline(records, SAMPLING, config)
+    model = train_baseline(records, SAMPLING, GEOMETRY, config)
     torch.manual_seed(config.seed)
     initial = FrameCNN().scores.weight
     assert not torch.allclose(model.scores.weight, initial)
-    scores, categories = predict_baseline(model, records, SAMPLING, config)
+    scores, categories = predict_baseline(model, records, SAMPLING, GEOMETRY, config)
     assert scores.shape == (16, 2) and ((0 <= scores) & (scores <= 100)).all()
     assert all(c == [NO_DISTORTION] or set(c) <= set(CATEGORIES) for c in categories)
 
 
 def test_plot_curves_writes_a_png_with_undefined_points(tmp_path):
     """An epoch whose SRCC is undefined (constant prediction) is a gap, not an error."""
-    from lmmeval.probe import plot_curves
+    from lmmeval.experiments.probe import plot_curves
 
     row = {"quality_srcc": 0.5, "authenticity_srcc": None, "exact_set_accuracy": 0.2}
     plot_curves({"a": [{"epoch": 1, **row}, {"epoch": 2, **row}]}, tmp_path / "c.png", "held-out ")
@@ -77,7 +79,7 @@ def test_fit_lowers_a_known_loss_and_reports_each_epoch(capsys):
     zero, records one history row per epoch, and prints one summary line per epoch."""
     import torch
 
-    from lmmeval.probe import fit
+    from lmmeval.experiments.probe import fit
 
     torch.manual_seed(0)
     x = torch.randn(64, 3)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmmeval.annotations import compute_mos
-from lmmeval.media import read_video, video_info, write_video
-from lmmeval.metrics import srcc
+from lmmeval.data.mos import compute_mos
+from lmmeval.io.media import read_video, video_info, write_video
+from lmmeval.eval.metrics import srcc
 from lmmeval.synth import GENERATORS, SynthConfig, synthesize
 from lmmeval.synth.head import DISTORTION_TYPES, apply_distortion, build_head
 from lmmeval.synth.render import is_visible, orbit_azimuths, orbit_camera, render_view

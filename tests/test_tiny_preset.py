@@ -1,4 +1,5 @@
-"""The offline tiny Qwen2.5-VL base: loads like the real checkpoint and runs the same code path."""
+"""The offline tiny Qwen2.5-VL base (lmmeval.model.presets): loads like the real checkpoint and runs the
+same code path; its shipped vocabulary is what tools/build_tiny_tokenizer.py builds."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from lmmeval.model import build_tiny_base  # noqa: E402
-from lmmeval.model.tiny import QWEN25VL_ADDED_TOKENS, QWEN25VL_CHAT_TEMPLATE, TINY_PRESET  # noqa: E402
+from lmmeval.model.presets import QWEN25VL_ADDED_TOKENS, QWEN25VL_CHAT_TEMPLATE, load_preset, save_base  # noqa: E402
+
+TINY_PRESET = load_preset("tiny")
 
 # sha256 of json.dumps(chat_template) for Qwen/Qwen2.5-VL-7B-Instruct (revision cc594898),
 # as published alongside that template.
@@ -26,7 +28,7 @@ LEVEL_WORDS = (" bad", " poor", " fair", " good", " excellent")
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    return build_tiny_base(tmp_path_factory.mktemp("tiny_base") / "model", seed=0)
+    return save_base(tmp_path_factory.mktemp("tiny_base") / "model")
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +159,7 @@ def test_level_words_have_distinct_first_tokens(processor):
 def test_same_seed_same_files(tiny_dir, model, tmp_path):
     from safetensors.torch import load_file
 
-    again = build_tiny_base(tmp_path / "again", seed=0)
+    again = save_base(tmp_path / "again", seed=0)
     for name in TOKENIZER_FILES + ("config.json", "processor_config.json"):
         assert (again / name).read_bytes() == (tiny_dir / name).read_bytes(), name
     # Files on disk (save_pretrained writes the checkpoint's original key names) ...
@@ -172,7 +174,7 @@ def test_same_seed_same_files(tiny_dir, model, tmp_path):
     for key in ("model.language_model.embed_tokens.weight", "model.visual.patch_embed.proj.weight"):
         assert torch.equal(reloaded[key], reference[key]), key
 
-    other = load_file(str(build_tiny_base(tmp_path / "other", seed=1) / "model.safetensors"))
+    other = load_file(str(save_base(tmp_path / "other", seed=1) / "model.safetensors"))
     assert not torch.equal(other["lm_head.weight"], weights["lm_head.weight"])
 
 
@@ -181,7 +183,32 @@ def test_7b_shape_has_the_real_parameter_count():
     (built on the meta device: no memory, no weights)."""
     import torch
 
-    from lmmeval.model.tiny import QWEN25_VL_7B_SHAPE, build_random_model
+    from lmmeval.model.presets import build_base
 
-    model, _ = build_random_model(QWEN25_VL_7B_SHAPE, dtype=torch.bfloat16, device="meta")
+    model, _ = build_base("7b", dtype=torch.bfloat16, device="meta")
     assert sum(p.numel() for p in model.parameters()) == 8_292_166_656
+
+
+def test_shipped_vocabulary_is_what_the_tool_builds():
+    """presets/tiny_bpe.json is made by tools/build_tiny_tokenizer.py (its corpus and BPE training):
+    rebuilding it gives the shipped file byte for byte."""
+    import importlib.util
+    from pathlib import Path
+
+    from lmmeval.model.presets import BPE_FILE
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "build_tiny_tokenizer.py"
+    spec = importlib.util.spec_from_file_location("build_tiny_tokenizer", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.bpe_json() == BPE_FILE.read_text(encoding="utf-8")
+
+
+def test_tokenizer_files_are_the_demo_checkpoints(tiny_dir):
+    """The tiny base's tokenizer and processor files equal those the demo checkpoint's base shipped
+    with (made when the BPE was still trained at build time): shipping the vocabulary as a file
+    changed no token."""
+    from lmmeval.model.factory import DEMO_CHECKPOINT
+
+    for name in TOKENIZER_FILES + ("processor_config.json",):
+        assert (tiny_dir / name).read_bytes() == (DEMO_CHECKPOINT / "base" / name).read_bytes(), name

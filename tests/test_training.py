@@ -8,8 +8,10 @@ import shutil
 import pytest
 from safetensors.torch import load_file
 
-from lmmeval.assessor import Assessor
-from lmmeval.model.config import SamplingConfig
+from lmmeval.inference.assessor import Assessor
+from lmmeval.model import factory
+from lmmeval.model.configuration import LoraSettings
+from lmmeval.model.configuration import SamplingConfig
 from lmmeval.training import TrainConfig, run_stage
 
 SAMPLING = SamplingConfig(fps=4.0, max_frames=8, max_pixels=112 * 112, min_pixels=3136)
@@ -40,7 +42,7 @@ def other_study(tmp_path_factory):
     """A second, disjoint study (another render seed), 8 videos: extra training data."""
     from .conftest import SMALL_SET
 
-    from lmmeval.prepare import prepare
+    from lmmeval.data.prepare import prepare
     from lmmeval.synth import SynthConfig, synthesize
 
     raw = synthesize(tmp_path_factory.mktemp("other_raw"), SynthConfig(**(SMALL_SET | {"n": 8, "seed": 1})),
@@ -76,26 +78,27 @@ def test_loss_falls(stages, stage, train8, tiny_base):
     (per-step losses are too noisy over different batches to compare)."""
     import torch
 
-    from lmmeval.prepare import load_manifest
+    from lmmeval.data.manifest import load_manifest
     from lmmeval.training.data import ManifestData
-    from lmmeval.training.loop import stage_loss, stage_tasks
+    from lmmeval.training.stages import STAGES
 
     root, finals = stages
     config = _config(stage, train8, root / "unused", base="x", init_from="x")
     if stage == 1:
         before = Assessor.from_base(tiny_base, device="cpu", sampling=SAMPLING, seed=0)
-        before.add_lora()  # LoRA B starts at zero: the same function as the base
+        factory.add_lora(before.parts, LoraSettings())  # LoRA B starts at zero: the same function as the base
     else:
         before = Assessor.from_pretrained(finals[stage - 1], device="cpu")
     after = Assessor.from_pretrained(finals[stage], device="cpu")
     records = load_manifest(train8)
-    data = ManifestData(records, after.processor, after.config.sampling, stage_tasks(config), with_saliency=stage == 3)
+    data = ManifestData(records, after.processor, after.config.sampling, after.parts.geometry,
+                        STAGES[stage].tasks(config), with_saliency=STAGES[stage].with_saliency)
     batch = data.batch(range(8))
     losses = []
     for assessor in (before, after):
         assessor.model.eval()
         with torch.no_grad():
-            losses.append(float(stage_loss(config, assessor.model, batch)["loss"]))
+            losses.append(float(STAGES[stage].loss(config, assessor.model, batch)["loss"]))
     assert losses[1] < 0.99 * losses[0], losses
     assert len(_losses(root / f"s{stage}" / "log.csv")) == 10  # one log row per step
     if stage == 2:  # the Bradley-Terry term is trained and logged
@@ -129,19 +132,34 @@ def test_final_folder_loads_and_records_its_stages(stages):
     assert a.config.sampling == SAMPLING  # sampled at inference exactly as in training
 
 
-def test_resume_reproduces_the_loss(stages, train8):
-    """Stage 2 interrupted after its step-5 checkpoint and resumed gives the same losses."""
-    root, finals = stages
-    full = root / "s2"
-    cut = root / "s2_cut"
-    (cut / "checkpoints").mkdir(parents=True)
-    shutil.copytree(full / "checkpoints" / "step00000005", cut / "checkpoints" / "step00000005")
-    (cut / "checkpoints" / "latest").write_text("step00000005")
+def _resume_after_a_kill(full, cut, step: int, config, deepspeed=None):
+    """Rerun ``config`` into ``cut`` as if a run writing ``full`` had been killed after step
+    ``step + 1``: the checkpoint of ``step`` is complete, the next one was half written (its
+    temporary folder is left behind), and log.csv already holds step ``step + 1``. The resumed run
+    must redo that step from the checkpoint and reproduce the uninterrupted run's losses."""
+    tag = f"step{step:08d}"
+    (cut / "checkpoints" / ".tmp" / f"step{step + 1:08d}").mkdir(parents=True)
+    (cut / "checkpoints" / ".tmp" / f"step{step + 1:08d}" / "mp_rank_00_model_states.pt").write_bytes(b"\x80half")
+    shutil.copytree(full / "checkpoints" / tag, cut / "checkpoints" / tag)
+    (cut / "checkpoints" / "latest").write_text(tag)
     rows = (full / "log.csv").read_text().splitlines(keepends=True)
-    (cut / "log.csv").write_text("".join(rows[:6]))  # header + steps 1..5
-    run_stage(_config(2, train8, cut, init_from=str(finals[1]), lr=1e-3, pairwise_weight=0.5), resume=True,
-              progress=False)
-    assert _losses(cut / "log.csv") == pytest.approx(_losses(full / "log.csv"), rel=1e-4)
+    (cut / "log.csv").write_text("".join(rows[:step + 2]))  # header, steps 1..step, and step + 1
+    run_stage(config, deepspeed, resume=True, progress=False)
+    steps = [line.split(",")[0] for line in (cut / "log.csv").read_text().splitlines()[1:]]
+    n = len(rows) - 1
+    assert steps == [str(i) for i in range(1, step + 2)] + [str(i) for i in range(step + 1, n + 1)]
+    resumed = _losses(cut / "log.csv")
+    assert resumed[step + 1:] == pytest.approx(_losses(full / "log.csv")[step:], rel=1e-4)
+    assert (cut / "final" / "heads.safetensors").is_file()
+
+
+def test_resume_reproduces_the_loss(stages, train8):
+    """Stage 2 killed after step 6, its step-5 checkpoint complete and a later one half written:
+    the resumed run redoes step 6 and gives the same losses as the uninterrupted run."""
+    root, finals = stages
+    cut = root / "s2_cut"
+    _resume_after_a_kill(root / "s2", cut, 5, _config(2, train8, cut, init_from=str(finals[1]), lr=1e-3,
+                                                      pairwise_weight=0.5))
 
 
 def test_stage2_can_train_a_head_that_reads_the_video_tokens(stages, train8):
@@ -153,7 +171,7 @@ def test_stage2_can_train_a_head_that_reads_the_video_tokens(stages, train8):
     a = Assessor.from_pretrained(final, device="cpu")
     assert a.config.regression.video_mean and a.config.trained_stages == [1, 2]
     fresh = Assessor.from_pretrained(finals[1], device="cpu")
-    fresh.new_regression_head(video_mean=True, seed=0)  # what stage 2 started from
+    factory.replace_regression_head(fresh.parts, video_mean=True, seed=0)  # what stage 2 started from
     trained, start = a.model.regression.state_dict(), fresh.model.regression.state_dict()
     assert set(trained) == set(start) and any(k.startswith("video_norm.") for k in trained)
     assert not trained["mlp.1.weight"].equal(start["mlp.1.weight"])
@@ -188,29 +206,29 @@ def test_extra_manifests_join_the_training_records_once_shown_disjoint(train8, o
     refused before any model is loaded."""
     import json
 
-    import lmmeval.training.loop as loop
-    from lmmeval.prepare import load_manifest
+    import lmmeval.training.recipe as recipe
+    from lmmeval.data.manifest import load_manifest
 
     class Captured(Exception):
         pass
 
     def capture(records, *args, **kwargs):
-        raise Captured([(r["id"], str(r["video_path"])) for r in records])
+        raise Captured([(r.id, str(r.video_path)) for r in records])
 
-    monkeypatch.setattr(loop, "ManifestData", capture)
+    monkeypatch.setattr(recipe, "ManifestData", capture)
     with pytest.raises(Captured) as caught:
-        run_stage(_config(1, train8, tmp_path / "s1", base="tiny", fold=0, extra_manifests=[str(other_study)]),
+        run_stage(_config(1, train8, tmp_path / "s1", base="preset:tiny", fold=0, extra_manifests=[str(other_study)]),
                   None, progress=False)
-    expected = [(r["id"], str(r["video_path"])) for r in load_manifest(train8) if r["fold"] != 0]
-    extra = [(r["id"], str(r["video_path"])) for r in load_manifest(other_study)]
-    assert any(r["fold"] == 0 for r in load_manifest(other_study))  # trained on all the same
+    expected = [(r.id, str(r.video_path)) for r in load_manifest(train8) if r.fold != 0]
+    extra = [(r.id, str(r.video_path)) for r in load_manifest(other_study)]
+    assert any(r.fold == 0 for r in load_manifest(other_study))  # trained on all the same
     assert caught.value.args[0] == expected + extra
     # Same render seed as the manifest's study (summary.json): the same heads, refused.
     copy = tmp_path / "copy"
     shutil.copytree(prepared_manifest.parent, copy)
     assert json.loads((copy / "summary.json").read_text())["synth"]["seed"] == 0
     with pytest.raises(ValueError, match=r"both rendered with `lmmeval synth --seed 0`"):
-        run_stage(_config(1, train8, tmp_path / "s1b", base="tiny", extra_manifests=[str(copy / "manifest.jsonl")]),
+        run_stage(_config(1, train8, tmp_path / "s1b", base="preset:tiny", extra_manifests=[str(copy / "manifest.jsonl")]),
                   None, progress=False)
     assert not (tmp_path / "s1b" / "log.csv").exists()
 
@@ -228,13 +246,7 @@ def test_zero3_saves_and_resumes(train8, tiny_base, tmp_path):
     assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
     assert Assessor.from_pretrained(final, device="cpu").config.trained_stages == [1]
     cut = tmp_path / "z3_cut"
-    (cut / "checkpoints").mkdir(parents=True)
-    shutil.copytree(tmp_path / "z3" / "checkpoints" / "step00000002", cut / "checkpoints" / "step00000002")
-    (cut / "checkpoints" / "latest").write_text("step00000002")
-    rows = (tmp_path / "z3" / "log.csv").read_text().splitlines(keepends=True)
-    (cut / "log.csv").write_text("".join(rows[:3]))
-    run_stage(_config(1, train8, cut, **config), zero3, resume=True, progress=False)
-    assert _losses(cut / "log.csv") == pytest.approx(_losses(tmp_path / "z3" / "log.csv"), rel=1e-4)
+    _resume_after_a_kill(tmp_path / "z3", cut, 2, _config(1, train8, cut, **config), zero3)
 
 
 @pytest.mark.parametrize("path", sorted(__import__("pathlib").Path(__file__).resolve().parents[1].glob("configs/*/stage[123].yaml")))
@@ -251,22 +263,23 @@ def test_a_fresh_run_refuses_an_earlier_runs_checkpoints(train8, tmp_path):
     (and a save would fail renaming onto one): refuse before loading anything, naming them."""
     (tmp_path / "s1" / "checkpoints" / "step00000800").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"s1: holds checkpoints of an earlier run \(step00000800\); pass --resume"):
-        run_stage(_config(1, train8, tmp_path / "s1", base="tiny"), None, progress=False)
+        run_stage(_config(1, train8, tmp_path / "s1", base="preset:tiny"), None, progress=False)
 
 
 def test_an_unknown_fold_is_an_error(train8, tmp_path):
     """A fold the manifest does not have would hold out nothing: refuse it, naming the folds."""
     with pytest.raises(ValueError, match=r"no record in fold 7; its folds are \[\d"):
-        run_stage(_config(1, train8, tmp_path / "s1", base="tiny", fold=7), None, progress=False)
+        run_stage(_config(1, train8, tmp_path / "s1", base="preset:tiny", fold=7), None, progress=False)
 
 
 def test_cross_validation_checks_the_manifest_folds(prepared_manifest, tmp_path):
-    from lmmeval.crossval import cross_validate
+    from lmmeval.experiments.crossval import cross_validate
 
     with pytest.raises(ValueError, match=r"its folds are \[0, 1, 2, 3, 4\], not 0..2"):
         cross_validate(prepared_manifest, tmp_path, folds=3)
 
 
+@pytest.mark.slow
 def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manifest, other_study, tmp_path, capsys):
     """Two folds of 12 videos, 2 steps per stage, a checkpoint every step, plus a disjoint study
     trained on in every stage: the generated table and its JSON land in a folder that did not
@@ -277,8 +290,8 @@ def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manife
 
     import yaml
 
-    from lmmeval.baseline import BaselineConfig
-    from lmmeval.crossval import cross_validate
+    from lmmeval.experiments.baseline import BaselineConfig
+    from lmmeval.experiments.crossval import cross_validate
 
     records = [json.loads(line) for line in prepared_manifest.read_text().splitlines()[:12]]
     for i, r in enumerate(records):
@@ -318,7 +331,7 @@ def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manife
 
 
 def test_cross_validation_stage_overrides_are_checked_before_any_fold(prepared_manifest, tmp_path):
-    from lmmeval.crossval import cross_validate, stage_overrides_from
+    from lmmeval.experiments.crossval import cross_validate, stage_overrides_from
 
     assert stage_overrides_from(["2.pairwise_weight=0.5", "1.lora={r: 16}", "2.lm_weight=0"]) == \
         {2: {"pairwise_weight": 0.5, "lm_weight": 0}, 1: {"lora": {"r": 16}}}
@@ -348,7 +361,7 @@ def test_cross_validation_stage_overrides_are_checked_before_any_fold(prepared_m
 def test_cross_validation_table_is_mean_and_population_std_over_folds():
     """Hand-worked: folds at 0.8 and 0.9 are 0.850 ± 0.050 (numpy.std, population form); a fold
     where a number is undefined (a constant prediction) is counted in the cell, not dropped silently."""
-    from lmmeval.crossval import SALIENCY_KEYS, table
+    from lmmeval.experiments.crossval import SALIENCY_KEYS, table
 
     def fold(q, a, exact, cc):
         dim = lambda srcc: {"srcc": srcc, "plcc_fitted": srcc, "krcc": srcc}  # noqa: E731
@@ -387,7 +400,7 @@ def test_load_sampling_reads_the_stage1_block():
 def test_config_files_that_are_not_yaml_mappings_name_the_file(tmp_path, text, message):
     """Every config reader (the stages', stage 0's, the sampling block) shares one: same errors."""
     from lmmeval.training import load_sampling, load_train_config
-    from lmmeval.vision_pretrain import load_vision_pretrain_config
+    from lmmeval.experiments.vision_pretrain import load_vision_pretrain_config
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)

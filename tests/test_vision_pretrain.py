@@ -4,10 +4,10 @@ run that writes a base whose tower, and only its tower, was trained."""
 import pytest
 import torch
 
-from lmmeval.model.config import SamplingConfig
-from lmmeval.prepare import load_manifest
-from lmmeval.vision_pretrain import (VisionPretrainConfig, load_vision_pretrain_config, pool_to_tokens,
-                                     pretrain_vision)
+from lmmeval.model.configuration import SamplingConfig
+from lmmeval.data.manifest import load_manifest
+from lmmeval.experiments.vision_pretrain import (VisionPretrainConfig, load_corpus, load_vision_pretrain_config,
+                                                 pool_to_tokens, pretrain_vision)
 
 SAMPLING = SamplingConfig(fps=4.0, max_frames=8, max_pixels=112 * 112)
 
@@ -16,7 +16,7 @@ def test_pool_to_tokens_matches_hand_worked_grid():
     """4 frames of a 1-channel 4x4 map onto a 2x2 token grid: each token is the mean of its 2x2
     block over the frame pair, rows in (t, h, w) order."""
     fmap = torch.arange(4 * 16, dtype=torch.float32).reshape(4, 1, 4, 4)  # frame f, pixel (i, j) = 16 f + 4 i + j
-    tokens = pool_to_tokens(fmap, (2, 2))
+    tokens = pool_to_tokens(fmap, (2, 2), temporal=2)
     # block (0, 0) of frame f: mean of 16f + {0, 1, 4, 5} = 16 f + 2.5; pair (0, 1) -> 8 + 2.5.
     expected = []
     for pair in (0, 1):
@@ -27,9 +27,9 @@ def test_pool_to_tokens_matches_hand_worked_grid():
     assert tokens[:, 0].tolist() == expected
 
 
-def test_pool_to_tokens_rejects_an_odd_frame_count():
-    with pytest.raises(ValueError, match="even number of frames"):
-        pool_to_tokens(torch.zeros(3, 8, 4, 4), (2, 2))
+def test_pool_to_tokens_rejects_a_partial_temporal_patch():
+    with pytest.raises(ValueError, match="whole temporal patches of 2 frames, got 3"):
+        pool_to_tokens(torch.zeros(3, 8, 4, 4), (2, 2), temporal=2)
 
 
 def test_config_errors_name_the_field():
@@ -52,10 +52,11 @@ def test_shipped_config_parses_and_opens_with_its_command(tmp_path):
         load_vision_pretrain_config(bad)
 
 
+@pytest.mark.slow
 def test_pretrain_trains_the_tower_only_and_writes_a_loadable_base(prepared_manifest, tiny_base, tmp_path):
     from safetensors.torch import load_file
 
-    from lmmeval.assessor import Assessor
+    from lmmeval.inference.assessor import Assessor
 
     records = load_manifest(prepared_manifest)
     corpus, held_out = records[:32], records[32:]
@@ -75,48 +76,41 @@ def test_pretrain_trains_the_tower_only_and_writes_a_loadable_base(prepared_mani
 
     # Stage 1 loads it exactly as it loads any Qwen2.5-VL folder.
     assessor = Assessor.from_base(tmp_path / "base", device="cpu", sampling=SAMPLING)
-    result = assessor.assess(str(held_out[0]["video_path"]))
+    result = assessor.assess(str(held_out[0].video_path))
     assert 0 <= result.quality <= 100
 
 
-def test_script_refuses_shared_videos_and_repeated_manifests(prepared_manifest, tmp_path):
+def test_corpus_refuses_shared_videos_and_repeated_manifests(prepared_manifest, tmp_path):
     """Every corpus manifest is checked against the held-out study, not only the first: by the
     recorded render seed, else by file hashes (here the first is a re-encoded copy, different bytes,
     and the second is the study itself). A manifest named twice is refused too (it would count its
-    videos twice)."""
+    videos twice). ``train/stage0_vision.py`` calls this before training anything."""
     import json
     import shutil
-    import subprocess
-    import sys
     from pathlib import Path
 
     copy = tmp_path / "copy"
     shutil.copytree(Path(prepared_manifest).parent, copy)
     for video in (copy / "videos").iterdir():
         video.write_bytes(video.read_bytes() + b"\0")  # other bytes, same names
-    summary = json.loads((copy / "summary.json").read_text())
-    assert summary["synth"]["seed"] == 0  # prepare records the render seed
-    root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, str(root / "train" / "stage0_vision.py"), "--manifest", str(copy / "manifest.jsonl"),
-           str(prepared_manifest), "--eval-manifest", str(prepared_manifest), "--out", str(tmp_path / "base")]
+    assert json.loads((copy / "summary.json").read_text())["synth"]["seed"] == 0  # prepare records the render seed
+    corpus = [str(copy / "manifest.jsonl"), str(prepared_manifest)]
     # Same seed, different bytes (as a re-render can give): refused on the seed alone.
-    done = subprocess.run(cmd[:3] + cmd[4:], capture_output=True, text=True, timeout=120, cwd=root)
-    assert done.returncode == 1 and "both rendered with `lmmeval synth --seed 0`" in done.stderr, done.stderr
+    with pytest.raises(ValueError, match="both rendered with `lmmeval synth --seed 0`"):
+        load_corpus(corpus[:1], str(prepared_manifest))
     # A held-out study with no recorded seed (a real one, say): the file hashes decide. The copy's
     # bytes differ and pass; the study's own files are byte-identical to the held-out copy's.
     held_out = tmp_path / "held_out"
     shutil.copytree(Path(prepared_manifest).parent, held_out)
     (held_out / "summary.json").unlink()
-    cmd[cmd.index("--eval-manifest") + 1] = str(held_out / "manifest.jsonl")
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=root)
     n = len(load_manifest(prepared_manifest))
-    assert done.returncode == 1
-    assert f"shares {n} video(s) with {prepared_manifest} (byte-identical" in done.stderr
-    assert str(copy) not in done.stderr.split("shares")[1]
-    assert not (tmp_path / "base").exists() and not (tmp_path / "base.partial").exists()
+    with pytest.raises(ValueError, match=f"shares {n} video\\(s\\) with {prepared_manifest} \\(byte-identical") as err:
+        load_corpus(corpus, str(held_out / "manifest.jsonl"))
+    assert str(copy) not in str(err.value).split("shares")[1]
+    records, held = load_corpus(corpus[:1], str(held_out / "manifest.jsonl"))
+    assert len(records) == n and len(held) == n
     (held_out / "summary.json").write_text("{not json")
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=root)
-    assert done.returncode == 1 and f"{held_out / 'summary.json'}: not the JSON object" in done.stderr
-    twice = cmd[:3] + [str(copy / "manifest.jsonl"), str(copy / "manifest.jsonl")] + cmd[5:]
-    done = subprocess.run(twice, capture_output=True, text=True, timeout=120, cwd=root)
-    assert done.returncode == 2 and f"--manifest names {copy / 'manifest.jsonl'} more than once" in done.stderr
+    with pytest.raises(ValueError, match=f"{held_out / 'summary.json'}: not the JSON object"):
+        load_corpus(corpus[:1], str(held_out / "manifest.jsonl"))
+    with pytest.raises(ValueError, match=f"--manifest names {copy / 'manifest.jsonl'} more than once"):
+        load_corpus([corpus[0], corpus[0]])

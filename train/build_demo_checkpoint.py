@@ -10,7 +10,7 @@ r"""Train the embedded demo checkpoint end to end (what `make demo-checkpoint` r
    docs/demo_checkpoint/report.md. The test study uses seed 2: seed 0 is the training
    study and seeds 1 and 3 stage 0's corpus, so no test video was seen by any stage.
 
-    python train/build_demo_checkpoint.py [--base runs/pretrain/base | --base tiny] \
+    python train/build_demo_checkpoint.py [--base runs/pretrain/base | --base preset:tiny] \
         [--manifest runs/cv/prepared/manifest.jsonl | --n 400] [--steps 1000] [--work runs/demo]
 
 Paths are relative to the repository root, wherever the script is started from.
@@ -42,14 +42,15 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=1000, help="every stage's steps (default 1000, as `make cv`)")
     parser.add_argument("--base", default="runs/pretrain/base",
                         help="stage 1's base: a folder (default runs/pretrain/base, from `make pretrain`) or "
-                             "'tiny' for the random-init tiny base")
+                             "'preset:tiny' for the random-init tiny base")
     parser.add_argument("--work", default="runs/demo", help="working folder (default runs/demo)")
     parser.add_argument("--out", default="lmmeval/assets/demo_checkpoint", help="where the checkpoint goes")
     args = parser.parse_args()
     os.chdir(ROOT)  # every path here, and in the commands run, is relative to the repository root
     py, work = sys.executable, Path(args.work)
-    if args.base != "tiny" and not (ROOT / args.base / "config.json").is_file():
-        parser.error(f"--base {args.base}: no config.json there; run `make pretrain` first or pass --base tiny")
+    preset = args.base.startswith("preset:")
+    if not preset and not (ROOT / args.base / "config.json").is_file():
+        parser.error(f"--base {args.base}: no config.json there; run `make pretrain` first or pass --base preset:tiny")
 
     if args.manifest is not None:
         if not Path(args.manifest).is_file():
@@ -77,7 +78,12 @@ def main() -> int:
     out = ROOT / args.out
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(work / "stage3" / "final", out)
-    shutil.copytree(work / "stage1" / "tiny_base" if args.base == "tiny" else ROOT / args.base, out / "base")
+    if preset:  # the checkpoint carries its base: write the preset's (seed 0, as training built it)
+        from lmmeval.model.presets import save_base
+
+        save_base(out / "base", args.base.removeprefix("preset:"))
+    else:
+        shutil.copytree(ROOT / args.base, out / "base")
     config = json.loads((out / "config.json").read_text())
     config["base"] = "base"  # relative to the checkpoint folder: it travels with the package
     (out / "config.json").write_text(json.dumps(config, indent=2))

@@ -28,7 +28,7 @@ disjoint from --manifest: another synth seed), e.g. stage 0's corpus:
 import argparse
 import sys
 
-from lmmeval.crossval import cross_validate, stage_overrides_from
+from lmmeval.experiments.crossval import cross_validate, stage_overrides_from
 
 
 def main() -> int:

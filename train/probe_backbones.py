@@ -1,4 +1,4 @@
-r"""Probe which vision encoder learns the synthetic benchmark from scratch (see lmmeval/probe.py).
+r"""Probe which vision encoder learns the synthetic benchmark from scratch (see lmmeval/experiments/probe.py).
 
 Trains each encoder + the same linear readout on the folds other than --fold and
 tests on --fold after every epoch; writes JSON, a Markdown table and a plot of
@@ -13,9 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-from lmmeval.prepare import load_manifest
+from lmmeval.data.manifest import load_manifest
+from lmmeval.experiments.probe import ENCODERS, ProbeConfig, plot_curves, run_probe
+from lmmeval.model.presets import geometry
 from lmmeval.provenance import git_commit
-from lmmeval.probe import ENCODERS, ProbeConfig, plot_curves, run_probe
 from lmmeval.training import load_sampling
 
 TINY_STAGE1 = Path(__file__).resolve().parent.parent / "configs" / "tiny" / "stage1.yaml"
@@ -32,8 +33,8 @@ def main() -> int:
     args = parser.parse_args()
 
     records = load_manifest(args.manifest)
-    train = [r for r in records if r["fold"] != args.fold]
-    test = [r for r in records if r["fold"] == args.fold]
+    train = [r for r in records if r.fold != args.fold]
+    test = [r for r in records if r.fold == args.fold]
     if not test:
         raise SystemExit(f"{args.manifest}: no record in fold {args.fold}")
     # What the tiny assessor sees: the sampling of its stage-1 config.
@@ -41,7 +42,8 @@ def main() -> int:
     commit = git_commit()
     results = {}
     for name in args.encoders:
-        results[name] = run_probe(train, test, sampling, ProbeConfig(encoder=name, epochs=args.epochs, lr=args.lr))
+        results[name] = run_probe(train, test, sampling, geometry("tiny"),
+                                  ProbeConfig(encoder=name, epochs=args.epochs, lr=args.lr))
         print(name, json.dumps(results[name]["history"][-1]), flush=True)
 
     command = "python train/probe_backbones.py " + " ".join(sys.argv[1:])

@@ -1,4 +1,4 @@
-r"""Stage 0 of the tiny preset: distil a CNN into its Qwen2.5-VL vision tower (lmmeval/vision_pretrain.py).
+r"""Stage 0 of the tiny preset: distil a CNN into its Qwen2.5-VL vision tower (lmmeval/experiments/vision_pretrain.py).
 
 Trains a ResNet-18 teacher on the corpus's study labels, then the tiny base's vision
 tower on the teacher's per-token feature maps (plus the labels), and writes the tiny
@@ -15,11 +15,10 @@ import json
 import sys
 from pathlib import Path
 
+from lmmeval.experiments.probe import plot_curves
+from lmmeval.experiments.vision_pretrain import load_corpus, load_vision_pretrain_config, pretrain_vision
 from lmmeval.provenance import git_commit
-from lmmeval.prepare import check_disjoint, load_manifest
-from lmmeval.probe import plot_curves
 from lmmeval.training import load_sampling
-from lmmeval.vision_pretrain import load_vision_pretrain_config, pretrain_vision
 
 TINY_STAGE1 = Path(__file__).resolve().parent.parent / "configs" / "tiny" / "stage1.yaml"
 
@@ -34,17 +33,11 @@ def main() -> int:
     parser.add_argument("--report", help="also write PREFIX.json, PREFIX.md and PREFIX.png (per-epoch curves)")
     args = parser.parse_args()
 
-    if repeated := sorted({path for path in args.manifest if args.manifest.count(path) > 1}):
-        parser.error(f"--manifest names {', '.join(repeated)} more than once")
-    config = load_vision_pretrain_config(args.config)
-    studies = {path: load_manifest(path) for path in args.manifest}
-    corpus = [record for records in studies.values() for record in records]
-    eval_records = load_manifest(args.eval_manifest) if args.eval_manifest else None
-    if eval_records:
-        try:
-            check_disjoint(args.eval_manifest, eval_records, studies)
-        except ValueError as err:
-            raise SystemExit(str(err)) from None
+    try:
+        config = load_vision_pretrain_config(args.config)
+        corpus, eval_records = load_corpus(args.manifest, args.eval_manifest)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
     commit = git_commit()
     sampling = load_sampling(TINY_STAGE1)  # the tower learns on what stage 1 will feed it
     report = pretrain_vision(corpus, sampling, args.out, config, eval_records)

@@ -1,5 +1,2 @@
-"""Model side of lmmeval: the Qwen2.5-VL base (real 7B or the offline tiny stand-in) and its heads."""
-
-from .tiny import build_tiny_base
-
-__all__ = ["build_tiny_base"]
+"""The LMME3DHF model: configuration, processing, network and heads, and the factory that builds,
+loads and saves it. Nothing is imported here: ``lmmeval.model.configuration`` stays free of torch."""

@@ -7,37 +7,22 @@
   features (restored to spatial order) with the LLM's hidden states at the video
   tokens, producing one distortion-saliency map per temporal group.
 
-Both are small, plain ``nn.Module``s with typed configs, saved as safetensors next to
-the LoRA adapter.
+Both are small, plain ``nn.Module``s sized by their configs (``configuration.py``), saved as
+safetensors next to the LoRA adapter.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
-from segmentation_models_pytorch.base.modules import Conv2dReLU
-from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoderBlock
 from torch import nn
 
-MOS_RANGE = (0.0, 100.0)
-
-
-@dataclass
-class RegressionHeadConfig:
-    hidden_size: int  # the LLM's hidden size
-    inner_size: int = 256
-    dropout: float = 0.1
-    # Also read the mean of the LLM's last hidden states over the video tokens. The paper's
-    # head "takes the last hidden states from the LLM"; the stem state alone must carry the
-    # whole video through the attention of the (for the tiny preset, random) LLM, while the
-    # video tokens' own states still hold the vision tower's features in their residual stream.
-    video_mean: bool = False
+from ..labels import SCORE_RANGE
+from .configuration import RegressionHeadConfig, SaliencyDecoderConfig
 
 
 class RegressionHead(nn.Module):
-    """(b, 2, d) last-token states of the quality and authenticity prompts -> (b, 2) scores in [0, 100].
+    """(b, 2, d) last-token states of the quality and authenticity prompts -> (b, 2) scores on SCORE_RANGE.
 
     Each dimension's score is read from the hidden state at the end of its own
     prompt (where its level word is predicted), through one shared MLP with a
@@ -74,7 +59,7 @@ class RegressionHead(nn.Module):
             raise ValueError("this regression head reads the stem states only (video_mean=False)")
         out = self.mlp(x).float()  # (b, 2 prompts, 2 outputs)
         own = torch.diagonal(out, dim1=1, dim2=2)  # (b, 2): quality from the quality prompt, etc.
-        lo, hi = MOS_RANGE
+        lo, hi = SCORE_RANGE
         # A sigmoid keeps predictions on the MOS scale; its midpoint sits mid-scale.
         return lo + (hi - lo) * torch.sigmoid(own)
 
@@ -97,21 +82,15 @@ def restore_patch_grid(features: torch.Tensor, grid_thw: tuple[int, int, int], m
     return grid.permute(0, 1, 3, 2, 4, 5).reshape(t, h, w, d)
 
 
-@dataclass
-class SaliencyDecoderConfig:
-    vision_dim: int  # the vision tower's hidden size (patch features)
-    llm_dim: int  # the LLM's hidden size
-    merge: int = 2  # spatial merge size: LLM tokens cover merge x merge patches
-    vision_channels: int = 64
-    llm_channels: int = 64
-    fused_channels: int = 64
-    refine_channels: int = 32
-
-
 class SaliencyDecoder(nn.Module):
     """Vision patch features + LLM video-token states -> saliency logits per temporal group."""
 
     def __init__(self, config: SaliencyDecoderConfig):
+        # Imported here: segmentation-models-pytorch pulls in timm and torchvision (seconds), which
+        # nothing needs until a decoder is built.
+        from segmentation_models_pytorch.base.modules import Conv2dReLU
+        from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoderBlock
+
         super().__init__()
         self.config = config
         c = config

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from ..media import write_video
+from ..io.media import write_video
 from .generators import GENERATORS, draw_distortions
 from .head import BLUR, Head, apply_distortion, build_head
 from .render import is_visible, orbit_azimuths, orbit_camera, render_view

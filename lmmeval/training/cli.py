@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .config import load_train_config, parse_overrides
-from .loop import run_stage
+from .recipe import run_stage
 
 
 def stage_main(stage: int, description: str, argv: list[str] | None = None) -> int:
@@ -27,7 +27,7 @@ def stage_main(stage: int, description: str, argv: list[str] | None = None) -> i
         if config.stage != stage:
             raise ValueError(f"{args.config}: stage {config.stage} config given to the stage {stage} script")
         final = run_stage(config, args.deepspeed, resume=args.resume)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"stage {stage} done: {final}")

@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..model.config import LoraSettings, SamplingConfig, build_dataclass, read_yaml
-
-STAGES = (1, 2, 3)
+from ..model.configuration import LoraSettings, SamplingConfig, build_dataclass, read_yaml
 
 
 @dataclass
@@ -29,7 +27,7 @@ class TrainConfig:
     stage: int  # 1 instruction tuning, 2 LoRA + regression, 3 saliency decoder
     manifest: str  # manifest.jsonl written by `lmmeval prepare`
     output_dir: str  # checkpoints, log.csv, and final/ (an assessor checkpoint)
-    base: str | None = None  # stage 1: base Qwen2.5-VL folder, or "tiny" to build the tiny preset
+    base: str | None = None  # stage 1: base Qwen2.5-VL folder, or "preset:NAME" (random weights, e.g. preset:tiny)
     init_from: str | None = None  # stages 2 and 3: the previous stage's final/ folder
     fold: int = -1  # held-out fold (not trained on); -1 trains on every record
     # More studies trained on whole (their folds ignored), e.g. stage 0's corpus; each must be
@@ -58,20 +56,14 @@ class TrainConfig:
     device: str | None = None  # default: cuda if available
 
     def __post_init__(self) -> None:
+        from .stages import STAGES
+
         if self.stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, got {self.stage}")
-        if self.stage == 1 and not self.base:
-            raise ValueError("stage 1 needs 'base' (a Qwen2.5-VL folder, or 'tiny')")
-        if self.stage > 1 and not self.init_from:
-            raise ValueError(f"stage {self.stage} needs 'init_from' (the previous stage's final/ folder)")
-        if self.stage > 1 and self.sampling is not None:
-            raise ValueError("'sampling' is set in stage 1 only; later stages use the checkpoint's")
+            raise ValueError(f"stage must be one of {tuple(STAGES)}, got {self.stage}")
         for name in ("regression_video_mean", "group_by_length", "gradient_checkpointing"):
             # A YAML typo such as "flase" is a string, which is truthy: it would switch the knob on.
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.stage != 2 and self.regression_video_mean:
-            raise ValueError("'regression_video_mean' is a stage 2 setting (the stage that trains the regression head)")
         if not isinstance(self.extra_manifests, list) or not all(isinstance(m, str) for m in self.extra_manifests):
             raise ValueError(f"extra_manifests must be a list of manifest paths, got {self.extra_manifests!r}")
         if repeated := sorted({m for m in self.extra_manifests if self.extra_manifests.count(m) > 1}):
@@ -80,6 +72,7 @@ class TrainConfig:
         for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        STAGES[self.stage].check(self)  # what only this stage needs or allows
 
 
 def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:

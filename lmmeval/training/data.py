@@ -7,47 +7,43 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..annotations import load_saliency_png
+from ..data.manifest import Record
+from ..data.saliency_maps import load_saliency_png
+from ..io.media import Visual, frame_size, load_visual, sample_times
 from ..labels import DIMENSIONS
-from ..media import Visual, frame_size, load_visual, sample_times
-from ..model.lmme import ModelBatch, build_batch
-from ..prompts import distortion_answer
+from ..model.configuration import PatchGeometry, SamplingConfig
+from ..model.processing import ModelBatch, build_batch
+from ..prompts import answer_suffixes
 
 
-def answers_for(record: dict) -> dict[str, str]:
-    """What the model should say after each answer stem (see ``prompts``)."""
-    stem_free = distortion_answer(record["categories"]).split(":", 1)[1]  # " Eye Distortions; ..."
-    return {"quality": f" {record['level']['quality']}.", "authenticity": f" {record['level']['authenticity']}.",
-            "distortions": stem_free}
-
-
-def saliency_targets(record: dict, visual: Visual) -> list[tuple[int, np.ndarray]]:
-    """(temporal group, map) for each annotated view: the group holding the sampled
-    frame nearest to the view's frame. Maps are [H, W] at the video's size, in [0, 1]."""
+def saliency_targets(record: Record, visual: Visual, geometry: PatchGeometry) -> list[tuple[int, np.ndarray]]:
+    """(temporal group, map) for each annotated view: the group holding the sampled frame
+    nearest to the view's frame. Maps are [H, W] at the video's size, in [0, 1]."""
     out = []
     frames = np.asarray(visual.frame_indices)
-    for view in record.get("views", {}).values():
-        j = int(np.abs(frames - view["frame"]).argmin())
-        out.append((j // 2, load_saliency_png(view["saliency_path"])))
+    for view in record.views.values():
+        j = int(np.abs(frames - view.frame).argmin())
+        out.append((j // geometry.temporal_patch_size, load_saliency_png(view.saliency_path)))
     return out
 
 
-def estimated_tokens(record: dict, sampling) -> float:
+def estimated_tokens(record: Record, sampling: SamplingConfig, geometry: PatchGeometry) -> float:
     """Video tokens a record will give under ``sampling``, from the manifest alone (no decoding).
 
-    Sampled frames as ``load_visual`` picks them; per temporal pair of frames, one
-    token per 28 x 28 pixels of the frame as ``load_visual`` resizes it (``frame_size``).
-    Records without ``width``/``height`` (manifests from before they were stored)
-    count as full-budget frames.
+    Sampled frames as ``load_visual`` picks them; one token per ``geometry.factor``-square of the
+    frame as ``load_visual`` resizes it (``frame_size``), per temporal patch. Records without
+    ``width``/``height`` (manifests from before they were stored) count as full-budget frames.
     """
-    duration = (record["num_frames"] - 1) / record["fps"]  # first to last frame, as load_visual measures it
-    frames = len(sample_times(duration, sampling.fps, sampling.min_frames, sampling.max_frames))
-    if "width" in record and "height" in record:
-        h, w = frame_size(record["height"], record["width"], sampling)
+    if record.num_frames is None or record.fps is None:
+        raise ValueError(f"record {record.id}: no num_frames/fps in the manifest, which length grouping needs")
+    duration = (record.num_frames - 1) / record.fps  # first to last frame, as load_visual measures it
+    frames = len(sample_times(duration, sampling, geometry))
+    if record.width is not None and record.height is not None:
+        h, w = frame_size(record.height, record.width, sampling, geometry)
         pixels = h * w
     else:
         pixels = sampling.max_pixels
-    return frames / 2 * pixels / (28 * 28)
+    return geometry.llm_tokens(frames, pixels)
 
 
 # Length grouping sorts windows of this many global batches by length.
@@ -68,16 +64,22 @@ class TrainBatch:
 
 
 class ManifestData:
-    """Records of a manifest, decoded on demand, in a seeded order that a resume can replay."""
+    """Records of a manifest, decoded on demand, in a seeded order that a resume can replay.
 
-    def __init__(self, records: list[dict], processor, sampling, tasks: tuple[str, ...], seed: int = 0,
-                 with_saliency: bool = False, group_by_length: bool = False, global_batch: int = 1):
+    ``processor`` tokenises the questions and answers; ``geometry`` is its patch geometry
+    (``PatchGeometry.of(processor)``), given apart so that the order can be planned without one.
+    """
+
+    def __init__(self, records: list[Record], processor, sampling: SamplingConfig, geometry: PatchGeometry,
+                 tasks: tuple[str, ...], seed: int = 0, with_saliency: bool = False, group_by_length: bool = False,
+                 global_batch: int = 1):
         if not records:
             raise ValueError("no training records (check 'fold': every record may be held out)")
-        self.records, self.processor, self.sampling = records, processor, sampling
+        self.records, self.processor, self.sampling, self.geometry = records, processor, sampling, geometry
         self.tasks, self.seed, self.with_saliency = tasks, seed, with_saliency
         self.group_by_length, self.global_batch = group_by_length, global_batch
-        self.lengths = np.array([estimated_tokens(r, sampling) for r in records]) if group_by_length else None
+        self.lengths = (np.array([estimated_tokens(r, sampling, geometry) for r in records]) if group_by_length
+                        else None)
 
     def order(self, epoch: int) -> np.ndarray:
         """The epoch's record order, a pure function of (seed, epoch) so a resume replays it.
@@ -101,9 +103,10 @@ class ManifestData:
 
     def batch(self, indices) -> TrainBatch:
         records = [self.records[i] for i in indices]
-        visuals = [load_visual(str(r["video_path"]), self.sampling) for r in records]
-        model_batch = build_batch(self.processor, visuals, self.tasks, answers=[answers_for(r) for r in records])
-        mos = torch.tensor([[r["mos"][d] for d in DIMENSIONS] for r in records], dtype=torch.float32)
-        sal = [[(g, torch.from_numpy(m)) for g, m in saliency_targets(r, v)] if self.with_saliency else []
-               for r, v in zip(records, visuals)]
-        return TrainBatch(model_batch, [r["id"] for r in records], mos, sal, [v.original_size for v in visuals])
+        visuals = [load_visual(str(r.video_path), self.sampling, self.geometry) for r in records]
+        answers = [answer_suffixes(r.level, r.categories) for r in records]
+        model_batch = build_batch(self.processor, visuals, self.tasks, answers=answers)
+        mos = torch.tensor([[r.mos[d] for d in DIMENSIONS] for r in records], dtype=torch.float32)
+        sal = [[(g, torch.from_numpy(m)) for g, m in saliency_targets(r, v, self.geometry)] if self.with_saliency
+               else [] for r, v in zip(records, visuals)]
+        return TrainBatch(model_batch, [r.id for r in records], mos, sal, [v.original_size for v in visuals])

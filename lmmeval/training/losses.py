@@ -5,12 +5,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..labels import SCORE_RANGE
+
 EPS = 2.2204e-16  # MATLAB eps, as in the KLD metric
 
 
 def regression_loss(scores: torch.Tensor, mos: torch.Tensor) -> torch.Tensor:
-    """L1 between predicted and true MOS (paper section 4.2), in units of the 0-100 scale / 100."""
-    return F.l1_loss(scores / 100.0, mos / 100.0)
+    """L1 between predicted and true MOS (paper section 4.2), in units of the MOS scale's width."""
+    width = SCORE_RANGE[1] - SCORE_RANGE[0]
+    return F.l1_loss(scores / width, mos / width)
 
 
 def pairwise_loss(scores: torch.Tensor, mos: torch.Tensor, temperature: float) -> torch.Tensor:

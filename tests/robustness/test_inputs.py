@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from lmmeval.cli import main
-from lmmeval.media import write_video
+from lmmeval.io.media import write_video
 
 RNG = np.random.default_rng(0)
 
@@ -154,10 +154,11 @@ def test_arrays_of_wrong_shape_or_range(tiny_assessor, array, message):
 ])
 def test_array_videos_follow_the_file_frame_count_rule(frames, expected):
     """In-memory videos get the count sample_times gives files: within [min, max] and even."""
-    from lmmeval.media import load_visual
-    from lmmeval.model.config import SamplingConfig
+    from lmmeval.io.media import load_visual
+    from lmmeval.model.configuration import SamplingConfig
+    from lmmeval.model.presets import geometry
 
     sampling = SamplingConfig(fps=8.0, min_frames=4, max_frames=8, max_pixels=56 * 56)
-    visual = load_visual(_frames(frames, 28, 28), sampling)
+    visual = load_visual(_frames(frames, 28, 28), sampling, geometry("tiny"))
     assert visual.frame_indices == expected
     assert len(visual.frames) == len(expected)

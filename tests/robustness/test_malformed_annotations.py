@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from lmmeval.cli import main
-from lmmeval.prepare import load_manifest
+from lmmeval.data.manifest import load_manifest
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lmmeval.assessor import Assessor
+from lmmeval.inference.assessor import Assessor
 
 SOURCE = Path(__file__).resolve().parents[2] / "lmmeval"
 
@@ -50,3 +50,18 @@ def test_corrupt_heads_file_is_a_clear_error(tiny_assessor, tmp_path):
     (ckpt / "heads.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ValueError, match="heads.safetensors"):
         Assessor.from_pretrained(ckpt, device="cpu")
+
+
+def test_a_version_1_config_still_loads(tiny_assessor, tmp_path, synthetic_raw):
+    """Version 1 of config.json also repeated the LoRA settings that adapter_config.json holds: such
+    a checkpoint loads (the block unread) and scores as it did."""
+    ckpt = tiny_assessor.save_pretrained(tmp_path / "ckpt")
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["format_version"] == 2 and "lora" not in config
+    config |= {"format_version": 1, "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "x",
+                                             "modules_to_save": []}}
+    (ckpt / "config.json").write_text(json.dumps(config))
+    video = str(sorted((synthetic_raw / "videos").glob("*.mp4"))[0])
+    loaded = Assessor.from_pretrained(ckpt, device="cpu")
+    assert loaded.config.format_version == 2
+    assert loaded.assess(video).quality == pytest.approx(tiny_assessor.assess(video).quality, abs=1e-6)

@@ -4,8 +4,8 @@ The cross-validation table shows the tiny assessor far from the targets. Its
 language model, heads and training loop are the same code as the 7B path; what the
 tiny preset lacks is pretraining. This probe isolates the vision encoder: on one
 fold split, each encoder is trained end to end, from random weights, with the same
-readout (mean over frames/tokens -> LayerNorm -> one linear layer -> two MOS in [0, 100] and eight
-category logits), the same loss (L1 on MOS/100 + BCE on categories), optimiser and
+readout (mean over frames/tokens -> LayerNorm -> one linear layer -> two MOS on the MOS scale and eight
+category logits), the same loss (L1 on MOS + BCE on categories), optimiser and
 schedule, and tested on the held-out fold after every epoch.
 
 Encoders:
@@ -25,11 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .baseline import CATEGORIES, label_loss, normalise, pick_frames, targets
-from .labels import DIMENSIONS
-from .media import Visual, load_visual
-from .metrics import srcc
-from .model.lmme import preprocess_videos
+from ..data.manifest import Record
+from ..eval.metrics import srcc
+from ..io.media import Visual, load_visual
+from ..labels import DIMENSIONS
+from ..model.processing import preprocess_videos
+from .baseline import CATEGORIES, label_loss, normalise, pick_frames, targets, to_score_range
 
 ENCODERS = ("qwen-vit", "qwen-vit-wide", "resnet18", "mobilenet_v3_small")
 
@@ -56,7 +57,7 @@ class QwenVisionEncoder(nn.Module):
     """A Qwen2.5-VL vision tower; (b, patches, C*tp*p*p) pixels -> (b, d) mean merged token.
 
     ``QwenVisionEncoder.random(wide)`` builds the tiny preset's tower with random weights;
-    the vision pretraining (``lmmeval.vision_pretrain``) wraps a base checkpoint's tower.
+    the vision pretraining (``lmmeval.experiments.vision_pretrain``) wraps a base checkpoint's tower.
     """
 
     def __init__(self, visual: nn.Module, processor, dim: int):
@@ -66,12 +67,13 @@ class QwenVisionEncoder(nn.Module):
 
     @classmethod
     def random(cls, wide: bool) -> QwenVisionEncoder:
-        from .model.tiny import TINY_PRESET, build_random_model
+        from ..model.presets import build_base, load_preset
 
-        preset = dict(TINY_PRESET)
+        preset = load_preset("tiny")
         if wide:
             preset |= {"vision_hidden_size": 192, "vision_intermediate_size": 384}
-        model, processor = build_random_model(preset)
+        # Drawn from torch's global generator (the probe seeds it), as the probe's other encoders are.
+        model, processor = build_base(preset, seed=None)
         return cls(model.model.visual, processor, preset["hidden_size"])
 
     def inputs(self, visuals: list[Visual]) -> dict[str, torch.Tensor]:
@@ -137,14 +139,14 @@ class Probe(nn.Module):
         return self.head(self.encoder(**inputs))
 
     def head(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(b, d) embedding -> MOS (b, 2) in [0, 100], category logits (b, 8)."""
+        """(b, d) embedding -> MOS (b, 2) on the MOS scale, category logits (b, 8)."""
         out = self.readout(embedding)  # (b, 2 + 8)
-        return 100 * torch.sigmoid(out[:, :2]), out[:, 2:]
+        return to_score_range(out[:, :2]), out[:, 2:]
 
 
-def decode(records: list[dict], sampling) -> list[Visual]:
+def decode(records: list[Record], sampling, geometry) -> list[Visual]:
     """Each record's video, sampled as the assessor samples it (decoded once, shared by every input form)."""
-    return [load_visual(str(r["video_path"]), sampling) for r in records]
+    return [load_visual(str(r.video_path), sampling, geometry) for r in records]
 
 
 @torch.no_grad()
@@ -227,15 +229,18 @@ def plot_curves(curves: dict[str, list[dict]], path, title: str = "") -> None:
     plt.close(fig)
 
 
-def run_probe(train: list[dict], test: list[dict], sampling, config: ProbeConfig, progress: bool = True) -> dict:
-    """Train ``config.encoder`` + readout on ``train`` and return per-epoch held-out metrics."""
+def run_probe(train: list[Record], test: list[Record], sampling, geometry, config: ProbeConfig,
+              progress: bool = True) -> dict:
+    """Train ``config.encoder`` + readout on ``train`` and return per-epoch held-out metrics; videos
+    are sampled by ``sampling`` in ``geometry``, as the assessor samples them."""
     torch.manual_seed(config.seed)
     if config.encoder.startswith("qwen-vit"):
         encoder = QwenVisionEncoder.random(wide=config.encoder.endswith("wide"))
     else:
         encoder = FrameEncoder(config.encoder, config.frames)
     model = Probe(encoder)
-    train_inputs, test_inputs = encoder.inputs(decode(train, sampling)), encoder.inputs(decode(test, sampling))
+    train_inputs = encoder.inputs(decode(train, sampling, geometry))
+    test_inputs = encoder.inputs(decode(test, sampling, geometry))
     (mos, cats), (test_mos, test_cats) = targets(train), targets(test)
 
     def batch_loss(idx):

@@ -10,7 +10,7 @@ project's own data, the way DeiT trains ViTs on little data: let a CNN teach it.
    study the assessor is evaluated on (rendered with another seed), with the probe's readout and
    loss (MOS + distortion categories).
 2. Dense targets: the teacher's last feature map (512 channels, stride 32) on every sampled
-   frame, average-pooled onto the merged-token grid (one token per 28 x 28 pixels) and averaged
+   frame, average-pooled onto the merged-token grid (one token per merged patch square) and averaged
    over each pair of frames (the tower's temporal patch is 2 frames): one 512-d target per merged
    token, standardised per channel over the corpus.
 3. Student: the tiny base's own vision tower (patch embedding, window/full-attention blocks, 2x2
@@ -22,8 +22,9 @@ project's own data, the way DeiT trains ViTs on little data: let a CNN teach it.
 
 Usage::
 
-    from lmmeval.vision_pretrain import VisionPretrainConfig, pretrain_vision
-    report = pretrain_vision(corpus_records, sampling, "runs/pretrain/base", VisionPretrainConfig())
+    from lmmeval.experiments.vision_pretrain import VisionPretrainConfig, load_corpus, pretrain_vision
+    corpus, held_out = load_corpus(["runs/pretrain/prepared/manifest.jsonl"], "runs/cv/prepared/manifest.jsonl")
+    report = pretrain_vision(corpus, sampling, "runs/pretrain/base", VisionPretrainConfig(), held_out)
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .media import Visual
+from ..data.manifest import Record, check_disjoint, load_manifest
+from ..io.media import Visual
+from ..model.configuration import PatchGeometry, build_dataclass, read_yaml
 from .baseline import label_loss, targets
 from .probe import FrameEncoder, Probe, QwenVisionEncoder, decode, fit, heldout_metrics
 
@@ -53,7 +56,7 @@ class VisionPretrainConfig:
     batch_size: int = 16
     weight_decay: float = 0.05
     distill_weight: float = 1.0  # MSE to the teacher's standardised feature map, per merged token
-    label_weight: float = 1.0  # L1 on MOS/100 + BCE on categories, through the throw-away readout
+    label_weight: float = 1.0  # L1 on MOS + BCE on categories, through the throw-away readout
     seed: int = 0  # also the seed of the tiny base whose tower is trained
 
     def __post_init__(self) -> None:
@@ -69,52 +72,69 @@ class VisionPretrainConfig:
 
 def load_vision_pretrain_config(path: str | Path) -> VisionPretrainConfig:
     """Read stage 0's YAML; unknown keys and invalid values are errors naming the file."""
-    from .model.config import build_dataclass, read_yaml
-
     return build_dataclass(VisionPretrainConfig, read_yaml(path), str(path), {})
 
 
-def pool_to_tokens(feature_map: torch.Tensor, merged_grid: tuple[int, int]) -> torch.Tensor:
-    """(frames, c, h, w) per-frame features -> (frames // 2 * gh * gw, c) targets, one per merged token.
+def load_corpus(manifests: list[str], eval_manifest: str | None = None) -> tuple[list[Record], list[Record]]:
+    """(corpus, held-out records): the corpus studies joined, and the study the tower is scored on.
 
-    Each frame's map is average-pooled onto the (gh, gw) merged-token grid, then frame pairs
-    (2k, 2k + 1) are averaged, as the tower's temporal patch joins them; rows come in the tower's
-    output order (t, h, w) raster. ``frames`` must be even (pad by repeating the last, as the
-    processor does).
+    A manifest named twice is refused (its videos would count twice), and so is any corpus study
+    that shares videos with the held-out one (``check_disjoint``: render seed, else file hashes),
+    before anything is trained.
+    """
+    if repeated := sorted({path for path in manifests if manifests.count(path) > 1}):
+        raise ValueError(f"--manifest names {', '.join(repeated)} more than once")
+    studies = {path: load_manifest(path) for path in manifests}
+    held_out = load_manifest(eval_manifest) if eval_manifest else []
+    if held_out:
+        check_disjoint(eval_manifest, held_out, studies)
+    return [record for records in studies.values() for record in records], held_out
+
+
+def pool_to_tokens(feature_map: torch.Tensor, merged_grid: tuple[int, int], temporal: int) -> torch.Tensor:
+    """(frames, c, h, w) per-frame features -> (frames // temporal * gh * gw, c) targets, one per merged token.
+
+    Each frame's map is average-pooled onto the (gh, gw) merged-token grid, then each run of
+    ``temporal`` frames (the tower's temporal patch: frame pairs in Qwen2.5-VL) is averaged; rows come
+    in the tower's output order (t, h, w) raster. ``frames`` must be whole temporal patches (pad by
+    repeating the last, as the processor does).
     """
     frames, c = feature_map.shape[:2]
-    if frames % 2:
-        raise ValueError(f"pool_to_tokens needs an even number of frames, got {frames}")
+    if frames % temporal:
+        raise ValueError(f"pool_to_tokens needs whole temporal patches of {temporal} frames, got {frames} frames")
     gh, gw = merged_grid
     pooled = F.adaptive_avg_pool2d(feature_map, (gh, gw))  # (frames, c, gh, gw)
-    pooled = pooled.reshape(frames // 2, 2, c, gh, gw).mean(1)  # (t, c, gh, gw)
+    pooled = pooled.reshape(frames // temporal, temporal, c, gh, gw).mean(1)  # (t, c, gh, gw)
     return pooled.permute(0, 2, 3, 1).reshape(-1, c)  # (t * gh * gw, c)
 
 
 @torch.no_grad()
-def dense_targets(teacher: FrameEncoder, visuals: list[Visual], grids: torch.Tensor, merge: int) -> torch.Tensor:
+def dense_targets(teacher: FrameEncoder, visuals: list[Visual], grids: torch.Tensor,
+                  geometry: PatchGeometry) -> torch.Tensor:
     """(n, merged tokens, 512): the teacher's feature map of every sampled frame, per merged token."""
     teacher.eval()
     out = []
+    merge = geometry.merge_size
     for v, grid in zip(visuals, grids.tolist()):
-        # v.frames (T, h, w, 3) uint8: T is even, load_visual fills the last temporal patch.
+        # v.frames (T, h, w, 3) uint8: T is whole temporal patches, load_visual fills the last one.
         fmap = teacher.feature_map(torch.from_numpy(v.frames).permute(0, 3, 1, 2))  # (T, 512, h/32, w/32)
-        tokens = pool_to_tokens(fmap, (grid[1] // merge, grid[2] // merge))
+        tokens = pool_to_tokens(fmap, (grid[1] // merge, grid[2] // merge), geometry.temporal_patch_size)
         if len(tokens) != grid[0] * grid[1] * grid[2] // merge**2:
             raise ValueError(f"{v.source}: {len(tokens)} teacher tokens for a {grid} patch grid")
         out.append(tokens)
     return torch.stack(out)
 
 
-def pretrain_vision(corpus: list[dict], sampling, out_dir: str | Path,
-                    config: VisionPretrainConfig = VisionPretrainConfig(), eval_records: list[dict] | None = None,
+def pretrain_vision(corpus: list[Record], sampling, out_dir: str | Path,
+                    config: VisionPretrainConfig = VisionPretrainConfig(), eval_records: list[Record] | None = None,
                     progress: bool = True) -> dict:
     """Train the teacher on ``corpus``, distil it into the tiny base's vision tower, and write that
     base to ``out_dir``. ``eval_records`` (a disjoint study) are scored after every epoch of both,
     through their readouts: held-out SRCC and exact-set accuracy in the returned history."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-    from .model.tiny import build_tiny_base
+    from ..model.presets import geometry as preset_geometry
+    from ..model.presets import save_base
 
     if len(corpus) < config.batch_size:
         raise ValueError(f"{len(corpus)} corpus videos are fewer than one batch of {config.batch_size}")
@@ -123,7 +143,8 @@ def pretrain_vision(corpus: list[dict], sampling, out_dir: str | Path,
     torch.manual_seed(config.seed)
     # Each video is decoded once; the teacher's clips, its dense targets and the tower's patches
     # all come from these frames.
-    visuals, eval_visuals = decode(corpus, sampling), decode(eval_records, sampling)
+    geometry = preset_geometry("tiny")  # the tower trained here is the tiny preset's
+    visuals, eval_visuals = decode(corpus, sampling, geometry), decode(eval_records, sampling, geometry)
     mos, cats = targets(corpus)
 
     # 1. The teacher, trained on the study labels.
@@ -141,12 +162,12 @@ def pretrain_vision(corpus: list[dict], sampling, out_dir: str | Path,
     # 2. The student: the tower of a fresh tiny base, exactly as stage 1 would load it. It is
     # built beside out_dir and moved there at the end: a half-trained tower is never a base.
     partial = out_dir.with_name(out_dir.name + ".partial")
-    build_tiny_base(partial, seed=config.seed)
+    save_base(partial, "tiny", seed=config.seed)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(partial, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(partial)
     student = QwenVisionEncoder(model.model.visual, processor, model.config.vision_config.out_hidden_size)
     inputs = student.inputs(visuals)  # pixels (n, patches, 1176), grid (n, 3)
-    dense = dense_targets(teacher.encoder, visuals, inputs["grid"], processor.video_processor.merge_size)
+    dense = dense_targets(teacher.encoder, visuals, inputs["grid"], PatchGeometry.of(processor))
     mean, std = dense.mean((0, 1)), dense.std((0, 1)) + 1e-6
     dense = (dense - mean) / std  # (n, tokens, 512); per channel, so every channel counts alike in the MSE
     probe = Probe(student)
@@ -172,7 +193,7 @@ def pretrain_vision(corpus: list[dict], sampling, out_dir: str | Path,
             "teacher": teacher_history, "student": student_history, "base": str(out_dir)}
 
 
-def _evaluator(model: Probe, visuals: list[Visual], records: list[dict]):
+def _evaluator(model: Probe, visuals: list[Visual], records: list[Record]):
     """Held-out metrics of ``model`` on ``records`` after each epoch (None without records)."""
     if not records:
         return None

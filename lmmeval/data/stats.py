@@ -10,31 +10,34 @@ reproduces the simulator's latent scores.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import laplace
 
-from .labels import DIMENSIONS
-from .media import read_video
-from .metrics import srcc
-from .prepare import load_manifest, summarize
+from ..labels import DIMENSIONS, DISTORTIONS
+from .manifest import Record, load_manifest
 
 
 def sharpness(frames: np.ndarray) -> float:
     """Mean variance of the Laplacian of the grey frames (higher = sharper). frames: (T, H, W, 3) uint8."""
+    from scipy.ndimage import laplace
+
     grey = frames.astype(np.float32).mean(axis=-1) / 255.0  # (t, h, w)
     return float(np.mean([laplace(g).var() for g in grey]))
 
 
-def learnability(records: list[dict], frames_per_video: int = 4, truth_path: str | Path | None = None) -> dict:
+def learnability(records: list[Record], frames_per_video: int = 4, truth_path: str | Path | None = None) -> dict:
     """SRCC of the sharpness statistic with each MOS, and of MOS with the latent truth if given."""
+    from ..eval.metrics import srcc
+    from ..io.media import read_video, video_info
+
     values = []
     for r in records:
-        idx = np.linspace(0, r["num_frames"] - 1, frames_per_video).round().astype(int).tolist()
-        frames, _ = read_video(r["video_path"], idx)
-        values.append(sharpness(frames))
-    out = {f"srcc_sharpness_{dim}": srcc(values, [r["mos"][dim] for r in records]) for dim in DIMENSIONS}
+        frames = r.num_frames or video_info(r.video_path)["num_frames"]
+        idx = np.linspace(0, frames - 1, frames_per_video).round().astype(int).tolist()
+        values.append(sharpness(read_video(r.video_path, idx)[0]))
+    out = {f"srcc_sharpness_{dim}": srcc(values, [r.mos[dim] for r in records]) for dim in DIMENSIONS}
     if truth_path is not None:
         latent = {}
         with open(truth_path) as f:
@@ -42,7 +45,26 @@ def learnability(records: list[dict], frames_per_video: int = 4, truth_path: str
                 t = json.loads(line)
                 latent[t["video"]] = t["latent"]
         for dim in DIMENSIONS:
-            out[f"srcc_mos_latent_{dim}"] = srcc([r["mos"][dim] for r in records], [latent[r["id"]][dim] for r in records])
+            out[f"srcc_mos_latent_{dim}"] = srcc([r.mos[dim] for r in records], [latent[r.id][dim] for r in records])
+    return out
+
+
+def summarize(records: list[Record]) -> dict:
+    """Dataset statistics: counts, MOS distribution, per-generator means, levels, categories."""
+    out: dict = {"videos": len(records), "folds": dict(sorted(Counter(r.fold for r in records).items()))}
+    for dim in DIMENSIONS:
+        values = np.array([r.mos[dim] for r in records])
+        out[f"mos_{dim}"] = {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
+                             "max": float(values.max())}
+        out[f"levels_{dim}"] = {lvl: n for lvl, n in Counter(r.level[dim] for r in records).most_common()}
+    gens = sorted({r.generator for r in records if r.generator is not None})
+    out["generators"] = {
+        g: {dim: float(np.mean([r.mos[dim] for r in records if r.generator == g])) for dim in DIMENSIONS}
+        | {"videos": sum(r.generator == g for r in records)}
+        for g in gens
+    }
+    counts = Counter(c for r in records for c in r.categories)
+    out["categories"] = {c: counts.get(c, 0) for c in DISTORTIONS}
     return out
 
 

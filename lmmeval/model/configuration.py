@@ -1,9 +1,9 @@
-"""Typed configuration of an assessor checkpoint, saved as ``config.json``.
+"""Typed configuration of an assessor checkpoint (``config.json``) and of the model's parts.
 
-Everything that decides how an input becomes model input (frame sampling, pixel
-budget) lives here, so training and inference sample alike: the training scripts
-write the config they trained with, and ``Assessor.from_pretrained`` reads it back.
-Unknown or missing keys are errors, never silently ignored.
+Everything that decides how an input becomes model input (frame sampling, pixel budget)
+lives in ``SamplingConfig``, saved with every checkpoint, so training and inference sample
+alike. Unknown or missing keys are errors, never silently ignored. This module imports
+neither torch nor transformers: reading a config is cheap.
 """
 
 from __future__ import annotations
@@ -13,10 +13,35 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .heads import RegressionHeadConfig, SaliencyDecoderConfig
-
 CONFIG_NAME = "config.json"
-FORMAT_VERSION = 1
+# 2: the LoRA settings are no longer repeated here (adapter_config.json holds them).
+FORMAT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class PatchGeometry:
+    """How frames become vision tokens in a Qwen2.5-VL: square patches of ``patch_size`` pixels
+    spanning ``temporal_patch_size`` frames; ``merge_size`` x ``merge_size`` patches make one LLM
+    token. Read from a processor (``of``), never written out by hand."""
+
+    patch_size: int
+    merge_size: int
+    temporal_patch_size: int
+
+    @classmethod
+    def of(cls, processor) -> PatchGeometry:
+        vp = processor.video_processor
+        return cls(int(vp.patch_size), int(vp.merge_size), int(vp.temporal_patch_size))
+
+    @property
+    def factor(self) -> int:
+        """Frame sides are resized to multiples of this (one LLM token per factor x factor pixels)."""
+        return self.patch_size * self.merge_size
+
+    def llm_tokens(self, frames: int, pixels: float) -> float:
+        """LLM (merged) video tokens of ``frames`` frames of ``pixels`` pixels each (sides multiples
+        of ``factor``)."""
+        return frames / self.temporal_patch_size * pixels / self.factor**2
 
 
 @dataclass
@@ -32,12 +57,15 @@ class SamplingConfig:
             raise ValueError(f"sampling.fps must be > 0, got {self.fps}")
         if self.min_frames < 2 or self.max_frames < self.min_frames:
             raise ValueError(f"sampling needs 2 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}")
-        if not 28 * 28 <= self.min_pixels <= self.max_pixels:
-            raise ValueError(f"sampling needs 784 <= min_pixels <= max_pixels, got {self.min_pixels}, {self.max_pixels}")
+        if not 0 < self.min_pixels <= self.max_pixels:
+            raise ValueError(f"sampling needs 0 < min_pixels <= max_pixels, got {self.min_pixels}, {self.max_pixels}")
 
 
 @dataclass
 class LoraSettings:
+    """How a LoRA adapter is created (stage 1). Once trained, the adapter's own
+    ``adapter_config.json`` is the record of these settings."""
+
     r: int = 8  # the paper's default rank (its Table 5)
     alpha: int = 16
     dropout: float = 0.05
@@ -49,12 +77,41 @@ class LoraSettings:
 
 
 @dataclass
+class RegressionHeadConfig:
+    hidden_size: int  # the LLM's hidden size
+    inner_size: int = 256
+    dropout: float = 0.1
+    # Also read the mean of the LLM's last hidden states over the video tokens. The paper's
+    # head "takes the last hidden states from the LLM"; the stem state alone must carry the
+    # whole video through the attention of the (for the tiny preset, random) LLM, while the
+    # video tokens' own states still hold the vision tower's features in their residual stream.
+    video_mean: bool = False
+
+
+@dataclass
+class SaliencyDecoderConfig:
+    vision_dim: int  # the vision tower's hidden size (patch features)
+    llm_dim: int  # the LLM's hidden size
+    merge: int = 2  # spatial merge size: LLM tokens cover merge x merge patches
+    vision_channels: int = 64
+    llm_channels: int = 64
+    fused_channels: int = 64
+    refine_channels: int = 32
+
+    @classmethod
+    def scaled_to(cls, vision_dim: int, llm_dim: int, merge: int) -> SaliencyDecoderConfig:
+        """Decoder widths scaled to the backbone (the tiny preset gets a tiny decoder)."""
+        c = 256 if llm_dim >= 1024 else 32
+        return cls(vision_dim=vision_dim, llm_dim=llm_dim, merge=merge, vision_channels=c, llm_channels=c,
+                   fused_channels=c // 2, refine_channels=c // 4)
+
+
+@dataclass
 class AssessorConfig:
-    base: str  # base model directory; relative paths are relative to the checkpoint folder
+    base: str  # base model: a folder (relative paths: relative to the checkpoint folder) or "preset:NAME"
     regression: RegressionHeadConfig
     saliency: SaliencyDecoderConfig
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    lora: LoraSettings = field(default_factory=LoraSettings)
     trained_stages: list[int] = field(default_factory=list)  # which of the three stages produced this
     format_version: int = FORMAT_VERSION
 
@@ -72,9 +129,13 @@ class AssessorConfig:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+        if isinstance(data, dict) and data.get("format_version") == 1:
+            # Version 1 also repeated the LoRA settings that adapter_config.json holds.
+            data = {k: v for k, v in data.items() if k != "lora"} | {"format_version": FORMAT_VERSION}
         config = cls.from_dict(data, source=str(path))
         if config.format_version != FORMAT_VERSION:
-            raise ValueError(f"{path}: format_version {config.format_version} is not supported (expected {FORMAT_VERSION})")
+            raise ValueError(f"{path}: format_version {config.format_version} is not supported (expected "
+                             f"{FORMAT_VERSION}, or 1)")
         return config
 
 
@@ -117,5 +178,4 @@ def build_dataclass(cls, data, source: str, nested: dict[str, type]):
         raise ValueError(f"{source}: {err}") from None
 
 
-_NESTED = {"regression": RegressionHeadConfig, "saliency": SaliencyDecoderConfig, "sampling": SamplingConfig,
-           "lora": LoraSettings}
+_NESTED = {"regression": RegressionHeadConfig, "saliency": SaliencyDecoderConfig, "sampling": SamplingConfig}

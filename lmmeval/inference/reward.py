@@ -13,14 +13,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .labels import DIMENSIONS
-from .media import frame_size
-from .model.lmme import LEVEL_TASKS, build_batch
+from ..io.media import frame_size
+from ..labels import DIMENSIONS
+from ..model.processing import build_batch
+from ..prompts import LEVEL_TASKS
 
 
-def patchify(frames: torch.Tensor, mean, std, patch: int = 14, merge: int = 2, temporal: int = 2) -> torch.Tensor:
-    """(T, 3, H, W) in [0, 1], H and W multiples of patch*merge -> (patches, 3*temporal*patch*patch),
+def patchify(frames: torch.Tensor, mean, std, geometry) -> torch.Tensor:
+    """(T, 3, H, W) in [0, 1], H and W multiples of ``geometry.factor`` -> (patches, 3*temporal*patch*patch),
     in the order of transformers' Qwen2-VL video processor (merge units, then patches within them)."""
+    patch, merge, temporal = geometry.patch_size, geometry.merge_size, geometry.temporal_patch_size
     t, c, h, w = frames.shape
     x = (frames - frames.new_tensor(mean)[:, None, None]) / frames.new_tensor(std)[:, None, None]
     gt, gh, gw = t // temporal, h // patch, w // patch
@@ -43,24 +45,23 @@ def reward(assessor, frames: torch.Tensor, dimension: str = "quality", as_loss: 
         raise ValueError(f"frames must be a float tensor (B, T, 3, H, W) in [0, 1], got {shape}")
     if not frames.is_floating_point():
         raise ValueError(f"frames must be floating point in [0, 1], got {frames.dtype}")
-    sampling = assessor.config.sampling
+    sampling, geometry = assessor.config.sampling, assessor.parts.geometry
     processor = assessor.processor.video_processor
     model = assessor.model
     b, t, _, h, w = frames.shape
-    if t % 2:  # fill the last temporal patch, as the processor does
-        frames = torch.cat([frames, frames[:, -1:]], dim=1)
-        t += 1
-    nh, nw = frame_size(h, w, sampling)
+    if missing := -t % geometry.temporal_patch_size:  # fill the last temporal patch, as the processor does
+        frames = torch.cat([frames] + [frames[:, -1:]] * missing, dim=1)
+        t += missing
+    nh, nw = frame_size(h, w, sampling, geometry)
     device = assessor.device
     resized = F.interpolate(frames.reshape(b * t, 3, h, w).to(device).float(), size=(nh, nw), mode="bilinear",
                             align_corners=False, antialias=True).clamp(0, 1).reshape(b, t, 3, nh, nw)
-    patch, merge = processor.patch_size, processor.merge_size
-    pixels = torch.cat([patchify(v, processor.image_mean, processor.image_std, patch, merge,
-                                 processor.temporal_patch_size) for v in resized])
+    pixels = torch.cat([patchify(v, processor.image_mean, processor.image_std, geometry) for v in resized])
     # The same vision inputs preprocess_videos gives, with frames sampling.fps apart.
+    patch, temporal = geometry.patch_size, geometry.temporal_patch_size
     vision = {"pixel_values_videos": pixels,
-              "video_grid_thw": torch.tensor([[t // processor.temporal_patch_size, nh // patch, nw // patch]] * b),
-              "second_per_grid_ts": torch.full((b,), processor.temporal_patch_size / sampling.fps)}
+              "video_grid_thw": torch.tensor([[t // temporal, nh // patch, nw // patch]] * b),
+              "second_per_grid_ts": torch.full((b,), temporal / sampling.fps)}
     batch = build_batch(assessor.processor, None, LEVEL_TASKS, pixels=vision).to(device)
     # A fixed critic: no gradients for its parameters, no dropout. Both are restored afterwards;
     # the graph built here keeps its parameters as constants either way.
@@ -69,7 +70,7 @@ def reward(assessor, frames: torch.Tensor, dimension: str = "quality", as_loss: 
     model.eval()
     try:
         with torch.enable_grad():
-            scores = model(batch, with_saliency=False)["scores"][:, DIMENSIONS.index(dimension)]  # (B,)
+            scores = model(batch, with_saliency=False).scores[:, DIMENSIONS.index(dimension)]  # (B,)
     finally:
         for param, flag in zip(model.parameters(), flags):
             param.requires_grad_(flag)

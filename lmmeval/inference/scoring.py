@@ -8,29 +8,22 @@ in the file. A failing input becomes a line with its ``error``; the run goes on.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from .assessor import Assessment, Assessor
-from .media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_visual
-
-# Anchor colours of a perceptual "inferno"-like map, for heat maps without matplotlib.
-_HEAT = np.array([(0, 0, 4), (40, 11, 84), (101, 21, 110), (159, 42, 99), (212, 72, 66), (245, 125, 21),
-                  (250, 193, 39), (252, 255, 164)], dtype=np.float32)
+from ..io.media import MEDIA_SUFFIXES
+from .assessor import Assessor
+from .writers import write_csv, write_masks, write_overlay, write_saliency_png
 
 
 def collect_inputs(paths: list[str | Path]) -> list[Path]:
     """Files to score: given files as they are, folders recursed for video/image suffixes (sorted)."""
-    suffixes = VIDEO_SUFFIXES + IMAGE_SUFFIXES
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes))
+            found.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in MEDIA_SUFFIXES))
         else:
             found.append(p)  # a missing or odd file is reported as that input's error, not dropped
     seen, unique = set(), []
@@ -65,70 +58,6 @@ def read_done(out_path: Path) -> set[str]:
         with open(out_path, "r+b") as f:
             f.truncate(keep)
     return done
-
-
-def heatmap_rgb(saliency: np.ndarray) -> np.ndarray:
-    """[H, W] values in [0, 1] -> uint8 RGB through the heat colour map."""
-    x = np.clip(saliency, 0, 1) * (len(_HEAT) - 1)
-    lo = np.floor(x).astype(int)
-    hi = np.minimum(lo + 1, len(_HEAT) - 1)
-    frac = (x - lo)[..., None]
-    return (_HEAT[lo] * (1 - frac) + _HEAT[hi] * frac).astype(np.uint8)
-
-
-def write_saliency_png(path: Path, result: Assessment) -> None:
-    """One PNG per input: the temporal maximum of the maps (every distortion seen at any time)."""
-    from PIL import Image
-
-    smap = result.saliency if result.saliency.ndim == 2 else result.saliency.max(axis=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(heatmap_rgb(smap)).save(path)
-
-
-def write_overlay(path: Path, source, result: Assessment, sampling, strength: float = 0.8) -> Path:
-    """Heat map over the frames the assessor saw (same sampling, full resolution), blended by
-    saliency so that unmarked regions keep their colours: an animated GIF for videos, a PNG for images."""
-    from dataclasses import replace
-
-    from PIL import Image
-
-    visual = load_visual(source, replace(sampling, max_pixels=max(sampling.max_pixels, 4096 * 4096)))
-    frames = visual.frames if not visual.is_image else visual.frames[:1]
-    maps = result.saliency if result.saliency.ndim == 3 else result.saliency[None]
-    if len(frames) != len(maps):
-        raise ValueError(f"{source}: {len(maps)} saliency maps for {len(frames)} sampled frames")
-    out = []
-    for frame, smap in zip(frames, maps):
-        size = frame.shape[1::-1]
-        heat = np.asarray(Image.fromarray(heatmap_rgb(smap)).resize(size, Image.BILINEAR)).astype(np.float32)
-        weight = strength * np.asarray(Image.fromarray(smap.astype(np.float32)).resize(size, Image.BILINEAR))[..., None]
-        out.append(Image.fromarray((frame * (1 - weight) + heat * weight).astype(np.uint8)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if len(out) == 1:
-        path = path.with_name(path.name + ".png")
-        out[0].save(path)
-    else:
-        path = path.with_name(path.name + ".gif")
-        out[0].save(path, save_all=True, append_images=out[1:], duration=250, loop=0)
-    return path
-
-
-def write_masks(stem: Path, result: Assessment, threshold: float, dilate: int) -> tuple[Path, float]:
-    """Binary refinement masks as 8-bit PNGs (255 = refine): ``<stem>.mask.png`` for an image, a
-    ``<stem>.mask/`` folder with one PNG per sampled frame (named by source frame) for a video."""
-    from PIL import Image
-
-    target = result.refine_mask(threshold, dilate)
-    if target.mask.ndim == 2:
-        path = stem.with_name(stem.name + ".mask.png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(target.mask.astype(np.uint8) * 255).save(path)
-        return path, target.strength
-    folder = stem.with_name(stem.name + ".mask")
-    folder.mkdir(parents=True, exist_ok=True)
-    for frame, mask in zip(result.frame_indices, target.mask):
-        Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"frame_{frame:06d}.png")
-    return folder, target.strength
 
 
 @dataclass
@@ -168,7 +97,7 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
     with open(out_path, "a") as out:
         # Decoding of the next batches runs ahead in worker processes when workers > 0.
         batches = assessor.assess_batches([str(f) for f in todo], batch_size, saliency=want_maps, on_error="return",
-                                          workers=workers)
+                                          workers=workers, keep_frames=overlay)
         for start, results in zip(range(0, len(todo), batch_size), batches):
             chunk = todo[start:start + batch_size]
             for f, r in zip(chunk, results):
@@ -183,8 +112,7 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
                             stem = Path(saliency_dir) / row["id"]
                             write_saliency_png(stem.with_name(stem.name + ".saliency.png"), r)
                             if overlay:
-                                row["overlay"] = str(write_overlay(stem.with_name(stem.name + ".overlay"), f, r,
-                                                                   assessor.config.sampling))
+                                row["overlay"] = str(write_overlay(stem.with_name(stem.name + ".overlay"), r))
                         if masks_dir is not None:
                             mask_path, strength = write_masks(Path(masks_dir) / row["id"], r, mask_threshold, mask_dilate)
                             row["mask"], row["refine_strength"] = str(mask_path), round(strength, 4)
@@ -210,26 +138,6 @@ def _input_id(path: Path, roots: list[str | Path]) -> str:
         if root.is_dir() and resolved.is_relative_to(root):
             return str(resolved.relative_to(root))
     return path.name
-
-
-def write_csv(jsonl: Path, csv_path: Path) -> None:
-    """A flat CSV view of a results file (one row per input)."""
-    from .labels import LEVELS
-
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    fields = ["id", "path", "quality", "authenticity", "quality_level", "authenticity_level"]
-    fields += [f"p_{dim}_{lvl}" for dim in ("quality", "authenticity") for lvl in LEVELS]
-    fields += ["distortions", "low_confidence", "refine_strength", "runtime_s", "error"]
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for r in rows:
-            flat = {k: r.get(k) for k in fields if k in r}
-            for dim, probs in (r.get("level_probs") or {}).items():
-                for lvl, p in probs.items():
-                    flat[f"p_{dim}_{lvl}"] = p
-            flat["distortions"] = "; ".join(r.get("distortions") or [])
-            writer.writerow(flat)
 
 
 def score_distributed(assessor_factory, inputs: list[str | Path], out_path: str | Path, resume: bool = False,

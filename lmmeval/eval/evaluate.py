@@ -7,7 +7,8 @@
 - saliency: AUC-Judd, NSS, CC, SIM, KLD per annotated view (the predicted map of
   the temporal group holding that view's frame, against the view's map).
 
-Writes ``report.json``, ``report.md`` and PNG plots into the output folder.
+Writes ``report.json``, ``report.md`` and, where matplotlib is installed (``lmmeval[plots]``),
+PNG plots into the output folder.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .annotations import load_saliency_png, points_to_fixation_map
-from .assessor import Assessor
-from .labels import DIMENSIONS, DISTORTIONS
+from ..data.manifest import Record, load_manifest
+from ..data.saliency_maps import load_saliency_png, points_to_fixation_map
+from ..inference.assessor import Assessor
+from ..labels import DIMENSIONS, DISTORTIONS, SCORE_RANGE
+from ..provenance import git_commit
 from .metrics import auc_judd, cc, correlations, kld, nss, sim
-from .prepare import load_manifest
-from .provenance import git_commit
 
 
 def pairwise_accuracy(pred, mos) -> float:
@@ -51,24 +52,24 @@ def score_report(pred, mos) -> dict:
     return out
 
 
-def evaluate(assessor: Assessor, records: list[dict], batch_size: int = 4, progress: bool = True) -> dict:
+def evaluate(assessor: Assessor, records: list[Record], batch_size: int = 4, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    batches = assessor.assess_batches([str(r["video_path"]) for r in records], batch_size)
+    batches = assessor.assess_batches([str(r.video_path) for r in records], batch_size)
     preds = [r for batch in tqdm(batches, total=-(-len(records) // batch_size), desc="evaluating", unit="batch",
                                  disable=not progress) for r in batch]
     report: dict = {"n": len(records)}
     for dim in DIMENSIONS:
         p = [getattr(r, dim) for r in preds]
-        m = [rec["mos"][dim] for rec in records]
+        m = [rec.mos[dim] for rec in records]
         report[dim] = score_report(p, m)
-        report[dim]["level_accuracy"] = float(np.mean([getattr(r, f"{dim}_level") == rec["level"][dim]
+        report[dim]["level_accuracy"] = float(np.mean([getattr(r, f"{dim}_level") == rec.level[dim]
                                                         for r, rec in zip(preds, records)]))
-    report["distortions"] = _distortion_report([r.distortions for r in preds], [rec["categories"] for rec in records])
+    report["distortions"] = _distortion_report([r.distortions for r in preds], [rec.categories for rec in records])
     report["saliency"] = _saliency_report(preds, records)
-    report["predictions"] = [{"id": rec["id"], **{d: getattr(r, d) for d in DIMENSIONS}, "distortions": r.distortions}
+    report["predictions"] = [{"id": rec.id, **{d: getattr(r, d) for d in DIMENSIONS}, "distortions": r.distortions}
                              for r, rec in zip(preds, records)]
     return report
 
@@ -90,12 +91,12 @@ def _saliency_report(preds, records) -> dict:
     constant = 0
     for r, rec in zip(preds, records):
         frames = np.asarray(r.frame_indices)
-        for view in rec.get("views", {}).values():
-            if not view["fixations"]:
-                continue  # no marks, no fixation-based metric (counted in 'views_without_marks')
-            gt = load_saliency_png(view["saliency_path"])
-            pred = r.saliency[int(np.abs(frames - view["frame"]).argmin())] if r.saliency.ndim == 3 else r.saliency
-            fix = points_to_fixation_map(view["fixations"], *gt.shape)
+        for view in rec.views.values():
+            if not view.fixations:
+                continue  # no marks, no fixation-based metric
+            gt = load_saliency_png(view.saliency_path)
+            pred = r.saliency[int(np.abs(frames - view.frame).argmin())] if r.saliency.ndim == 3 else r.saliency
+            fix = points_to_fixation_map(view.fixations, *gt.shape)
             if pred.max() == pred.min():
                 constant += 1  # the metrics are undefined for a flat map: counted, not averaged in
                 continue
@@ -110,7 +111,7 @@ def _saliency_report(preds, records) -> dict:
     return out
 
 
-def write_report(report: dict, out_dir: Path, records: list[dict], title: str, command: str | None = None,
+def write_report(report: dict, out_dir: Path, records: list[Record], title: str, command: str | None = None,
                  commit: str | None = None) -> dict:
     """report.json, report.md and the plots. ``command`` (the command line that made the report)
     and ``commit`` (the code it ran, default: the checkout now) are recorded so the numbers can be
@@ -144,8 +145,13 @@ def write_report(report: dict, out_dir: Path, records: list[dict], title: str, c
     return report
 
 
-def _plots(report: dict, out_dir: Path, records: list[dict]) -> None:
-    import matplotlib
+def _plots(report: dict, out_dir: Path, records: list[Record]) -> None:
+    """scatter.png (predicted vs MOS) and, where generators are known, generators.png."""
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"{out_dir}: no plots (matplotlib is not installed: pip install 'lmmeval[plots]')")
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -153,22 +159,24 @@ def _plots(report: dict, out_dir: Path, records: list[dict]) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, dim in zip(axes, DIMENSIONS):
         pred = [p[dim] for p in report["predictions"]]
-        mos = [r["mos"][dim] for r in records]
+        mos = [r.mos[dim] for r in records]
         ax.scatter(mos, pred, s=12, alpha=0.7)
-        ax.plot([0, 100], [0, 100], "k--", lw=0.8)
+        ax.plot(SCORE_RANGE, SCORE_RANGE, "k--", lw=0.8)
         srcc = report[dim]["srcc"]
         ax.set(xlabel=f"{dim} MOS", ylabel="predicted", title=f"{dim}: SRCC " + ("n/a" if srcc is None else f"{srcc:.3f}"),
-               xlim=(0, 100), ylim=(0, 100))
+               xlim=SCORE_RANGE, ylim=SCORE_RANGE)
     fig.tight_layout()
     fig.savefig(out_dir / "scatter.png", dpi=120)
     plt.close(fig)
 
-    gens = sorted({r["generator"] for r in records})
+    gens = sorted({r.generator for r in records if r.generator is not None})
+    if not gens:
+        return
     fig, ax = plt.subplots(figsize=(9, 4))
     x = np.arange(len(gens))
     for k, dim in enumerate(DIMENSIONS):
-        mos = [np.mean([r["mos"][dim] for r in records if r["generator"] == g]) for g in gens]
-        pred = [np.mean([p[dim] for p, r in zip(report["predictions"], records) if r["generator"] == g]) for g in gens]
+        mos = [np.mean([r.mos[dim] for r in records if r.generator == g]) for g in gens]
+        pred = [np.mean([p[dim] for p, r in zip(report["predictions"], records) if r.generator == g]) for g in gens]
         ax.bar(x + k * 0.4 - 0.3, mos, 0.2, label=f"{dim} MOS")
         ax.bar(x + k * 0.4 - 0.1, pred, 0.2, label=f"{dim} predicted")
     ax.set_xticks(x, [g.split("-")[0] for g in gens])
@@ -182,7 +190,7 @@ def _plots(report: dict, out_dir: Path, records: list[dict]) -> None:
 def run(model: str | None, manifest: str, fold: int, out_dir: str, base: str | None = None, device: str | None = None,
         batch_size: int = 4, command: str | None = None) -> dict:
     commit = git_commit()  # the code this run imported, taken before the (possibly long) evaluation
-    records = [r for r in load_manifest(manifest) if fold < 0 or r["fold"] == fold]
+    records = [r for r in load_manifest(manifest) if fold < 0 or r.fold == fold]
     if not records:
         raise ValueError(f"{manifest}: no records in fold {fold}")
     assessor = Assessor.from_pretrained(model, device=device, base=base)

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .assessor import Assessor
+from ..data.manifest import Record, check_disjoint, load_manifest
+from ..eval.evaluate import evaluate, score_report
+from ..inference.assessor import Assessor
+from ..labels import DIMENSIONS
+from ..provenance import git_commit
+from ..training import load_train_config, parse_overrides, run_stage
 from .baseline import BaselineConfig, predict_baseline, train_baseline
-from .evaluate import evaluate, score_report
-from .labels import DIMENSIONS
-from .prepare import check_disjoint, load_manifest
-from .provenance import git_commit
-from .training import load_train_config, parse_overrides, run_stage
 
 SALIENCY_KEYS = ("auc_judd", "nss", "cc", "sim", "kld")
 
@@ -43,7 +43,7 @@ def stage_overrides_from(items: list[str]) -> dict[int, dict]:
     return out
 
 
-def run_fold(manifest: Path, records: list[dict], fold: int, work: Path, configs: list[Path], deepspeed: str | None,
+def run_fold(manifest: Path, records: list[Record], fold: int, work: Path, configs: list[Path], deepspeed: str | None,
              steps: int | None, baseline: BaselineConfig, base: str | None = None,
              stage_overrides: dict[int, dict] | None = None, extra_train: list[str] | None = None) -> dict:
     """``records``: the manifest's, as ``load_manifest`` read them (the stages read the file themselves).
@@ -64,17 +64,19 @@ def run_fold(manifest: Path, records: list[dict], fold: int, work: Path, configs
             overrides["steps"] = steps
         overrides |= (stage_overrides or {}).get(stage, {})
         final = run_stage(load_train_config(cfg_path, overrides), deepspeed, progress=False)
-    test = [r for r in records if r["fold"] == fold]
-    train = [r for r in records if r["fold"] != fold]
+    test = [r for r in records if r.fold == fold]
+    train = [r for r in records if r.fold != fold]
     assessor = Assessor.from_pretrained(final, device="cpu")
     report = evaluate(assessor, test, progress=False)
-    model = train_baseline(train, assessor.config.sampling, baseline)
-    scores, categories = predict_baseline(model, test, assessor.config.sampling, baseline)
+    # The baseline sees the frames the assessor sees: its sampling, in its patch geometry.
+    sampling, geometry = assessor.config.sampling, assessor.parts.geometry
+    model = train_baseline(train, sampling, geometry, baseline)
+    scores, categories = predict_baseline(model, test, sampling, geometry, baseline)
     base = {}
     for j, dim in enumerate(DIMENSIONS):
-        mos = [r["mos"][dim] for r in test]
+        mos = [r.mos[dim] for r in test]
         base[dim] = score_report(scores[:, j], mos)
-    base["distortions"] = {"exact_set_accuracy": float(np.mean([sorted(c) == sorted(r["categories"])
+    base["distortions"] = {"exact_set_accuracy": float(np.mean([sorted(c) == sorted(r.categories)
                                                                 for c, r in zip(categories, test)]))}
     return {"assessor": report, "baseline": base}
 
@@ -138,7 +140,7 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
         load_train_config(configs[stage - 1], keys)  # unknown keys and bad values fail now, not in fold 1
     manifest, work = Path(manifest), Path(work)
     records = load_manifest(manifest)
-    present = sorted({r["fold"] for r in records})
+    present = sorted({r.fold for r in records})
     if present != list(range(folds)):
         raise ValueError(f"{manifest}: its folds are {present}, not 0..{folds - 1}; prepare it with --folds {folds} "
                          f"or pass --folds {len(present)}")

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from ..model.configuration import PatchGeometry, SamplingConfig
+
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+MEDIA_SUFFIXES = VIDEO_SUFFIXES + IMAGE_SUFFIXES  # what the assessor reads
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float, crf: int = 18) -> Path:
@@ -90,10 +95,10 @@ def _open_video(path: str | Path):
 class Visual:
     """One assessor input after frame sampling and resizing.
 
-    ``frames`` is uint8 (T, h, w, 3) with T even (Qwen2.5-VL's temporal patch spans
-    two frames) and h, w multiples of 28 within the pixel budget. An image becomes a
-    two-frame still video, exactly how Qwen2-VL's processor encodes an image, so
-    images and videos share one code path (and a batch never mixes modalities).
+    ``frames`` is uint8 (T, h, w, 3) with T a multiple of the temporal patch (two frames in
+    Qwen2.5-VL) and h, w multiples of the patch geometry's factor within the pixel budget. An
+    image becomes a still video of one temporal patch, exactly how Qwen2-VL's processor encodes
+    an image, so images and videos share one code path (and a batch never mixes modalities).
     """
 
     frames: np.ndarray
@@ -104,12 +109,14 @@ class Visual:
     source: str  # path, or a description of an in-memory input
     notes: list[str] = field(default_factory=list)  # what sampling changed, for reports
     load_s: float = 0.0  # seconds spent decoding and resizing
+    source_frames: np.ndarray | None = None  # the same frames before resizing (with keep_source=True)
 
 
-def sample_times(duration: float, fps: float, min_frames: int, max_frames: int) -> np.ndarray:
-    """Uniform sampling times (s) over ``duration`` at ``fps``: an even count within [min, max]."""
-    n = max(min_frames, min(max_frames, int(round(duration * fps))))
-    n -= n % 2
+def sample_times(duration: float, sampling: SamplingConfig, geometry: PatchGeometry) -> np.ndarray:
+    """Uniform sampling times (s) over ``duration`` at ``sampling.fps``: a count within
+    [min_frames, max_frames], rounded down to whole temporal patches."""
+    n = max(sampling.min_frames, min(sampling.max_frames, int(round(duration * sampling.fps))))
+    n -= n % geometry.temporal_patch_size
     return np.linspace(0.0, duration, n)
 
 
@@ -119,31 +126,36 @@ def nearest_frames(timestamps: np.ndarray, times: np.ndarray) -> list[int]:
     return [int(np.abs(timestamps - t).argmin()) for t in times]
 
 
-def load_visual(item, sampling) -> Visual:
-    """Path (video or image), PIL image, or array -> ``Visual`` (errors name the input)."""
+def load_visual(item, sampling: SamplingConfig, geometry: PatchGeometry, keep_source: bool = False) -> Visual:
+    """Path (video or image), PIL image, or array -> ``Visual`` (errors name the input).
+
+    ``sampling`` picks the frames and the pixel budget; ``geometry`` (the model's patches) the
+    multiples the frames are resized to. ``keep_source`` also keeps the sampled frames at their
+    own size (``Visual.source_frames``), e.g. for overlays.
+    """
     from PIL import Image
 
+    sample = _Sampler(sampling, geometry, keep_source)
     if isinstance(item, (str, Path)):
         path = Path(item)
         suffix = path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
-            return _from_image(_open_image(path), str(path), sampling)
+            return _from_image(_open_image(path), str(path), sample)
         if suffix not in VIDEO_SUFFIXES:
-            raise ValueError(f"{path}: unsupported file type {suffix!r}; expected one of "
-                             f"{VIDEO_SUFFIXES + IMAGE_SUFFIXES}")
-        frames, timestamps, indices, notes = _read_sampled_video(path, sampling)
+            raise ValueError(f"{path}: unsupported file type {suffix!r}; expected one of {MEDIA_SUFFIXES}")
+        frames, timestamps, indices, notes = _read_sampled_video(path, sampling, geometry)
         duration = float(timestamps[-1]) if len(timestamps) > 1 else 0.0
         fps = (len(indices) - 1) / duration if duration > 0 else sampling.fps
-        return _finish(frames, str(path), False, indices, fps, sampling, notes)
+        return sample.finish(frames, str(path), False, indices, fps, notes)
     if isinstance(item, Image.Image):
-        return _from_image(item, "<PIL image>", sampling)
+        return _from_image(item, "<PIL image>", sample)
     if isinstance(item, np.ndarray):
-        return _from_array(item, sampling)
+        return _from_array(item, sample)
     raise ValueError(f"unsupported input type {type(item).__name__}; expected a path, a PIL image, "
                      "or a uint8 array (H, W, 3) / (T, H, W, 3)")
 
 
-def _read_sampled_video(path: Path, sampling):
+def _read_sampled_video(path: Path, sampling: SamplingConfig, geometry: PatchGeometry):
     """(frames (T, H, W, 3), all frame timestamps, sampled indices, notes) of a video file.
 
     decord first (fast random access); animated GIFs through Pillow; anything decord
@@ -165,8 +177,7 @@ def _read_sampled_video(path: Path, sampling):
             frames, timestamps, rotation = _decode_with_pyav(path, decord_error)
             if rotation:
                 notes.append(f"rotated {rotation} deg (display metadata)")
-    times = sample_times(float(timestamps[-1]) if len(timestamps) > 1 else 0.0, sampling.fps,
-                         sampling.min_frames, sampling.max_frames)
+    times = sample_times(float(timestamps[-1]) if len(timestamps) > 1 else 0.0, sampling, geometry)
     indices = nearest_frames(timestamps, times)
     wanted = int(round(float(timestamps[-1]) * sampling.fps)) if len(timestamps) > 1 else 1
     if wanted > sampling.max_frames:
@@ -225,7 +236,7 @@ def _open_image(path: Path):
     return img
 
 
-def _from_image(img, source: str, sampling) -> Visual:
+def _from_image(img, source: str, sample: _Sampler) -> Visual:
     from PIL import ImageOps
 
     notes = []
@@ -239,10 +250,10 @@ def _from_image(img, source: str, sampling) -> Visual:
         notes.append(f"{img.mode} image scaled to 8 bits")
     else:
         arr = np.asarray(img.convert("RGB"))  # grey, RGBA (alpha dropped), CMYK, palette -> RGB
-    return _finish(np.stack([arr, arr]), source, True, [0, 0], 1.0, sampling, notes)
+    return sample.still(arr, source, notes)
 
 
-def _from_array(arr: np.ndarray, sampling) -> Visual:
+def _from_array(arr: np.ndarray, sample: _Sampler) -> Visual:
     if arr.ndim not in (3, 4) or arr.shape[-1] != 3:
         raise ValueError(f"array input must be (H, W, 3) or (T, H, W, 3), got shape {arr.shape}")
     if arr.ndim == 3:
@@ -253,40 +264,58 @@ def _from_array(arr: np.ndarray, sampling) -> Visual:
         if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
             raise ValueError("float array input must be finite and in [0, 1]")
         arr = (arr * 255 + 0.5).astype(np.uint8)
-    is_image = arr.shape[0] == 1
-    if is_image:
-        return _finish(np.concatenate([arr, arr]), "<array>", True, [0, 0], 1.0, sampling, [])
+    if arr.shape[0] == 1:
+        return sample.still(arr[0], "<array>", [])
     # In-memory videos carry no frame rate: every frame is used (up to the cap), and
     # the sampled frames are taken to be ``sampling.fps`` apart. The count follows the file
-    # rule (sample_times): within [min_frames, max_frames] and even, so a short clip repeats
-    # frames rather than giving the model fewer than it was trained on.
+    # rule (sample_times): within [min_frames, max_frames] and whole temporal patches, so a short
+    # clip repeats frames rather than giving the model fewer than it was trained on.
+    sampling = sample.sampling
     t = arr.shape[0]
     n = max(sampling.min_frames, min(sampling.max_frames, t))
-    indices = np.linspace(0, t - 1, n - n % 2).round().astype(int).tolist()
+    indices = np.linspace(0, t - 1, n - n % sample.geometry.temporal_patch_size).round().astype(int).tolist()
     notes = [f"frame cap: {t} frames sampled to {len(indices)}"] if t > sampling.max_frames else []
-    return _finish(arr[indices], "<array>", False, indices, sampling.fps, sampling, notes)
+    return sample.finish(arr[indices], "<array>", False, indices, sampling.fps, notes)
 
 
-def frame_size(height: int, width: int, sampling) -> tuple[int, int]:
-    """The (height, width) a frame is resized to: sides multiples of 28 (patch x merge),
-    area within [min_pixels, max_pixels], aspect kept (qwen-vl-utils' rule)."""
+def frame_size(height: int, width: int, sampling: SamplingConfig, geometry: PatchGeometry) -> tuple[int, int]:
+    """The (height, width) a frame is resized to: sides multiples of the geometry's factor (patch x
+    merge), area within [min_pixels, max_pixels], aspect kept (qwen-vl-utils' rule)."""
     from qwen_vl_utils import smart_resize
 
-    return smart_resize(height, width, factor=28, min_pixels=sampling.min_pixels, max_pixels=sampling.max_pixels)
+    return smart_resize(height, width, factor=geometry.factor, min_pixels=sampling.min_pixels,
+                        max_pixels=sampling.max_pixels)
 
 
-def _finish(frames: np.ndarray, source: str, is_image: bool, indices: list[int], fps: float, sampling, notes) -> Visual:
-    from PIL import Image
+@dataclass
+class _Sampler:
+    """Sampled frames -> a ``Visual`` in the model's geometry."""
 
-    t, h, w, _ = frames.shape
-    if h < 4 or w < 4:
-        raise ValueError(f"{source}: frames of {w}x{h} pixels are too small to assess")
-    nh, nw = frame_size(h, w, sampling)
-    if (nh, nw) != (h, w):
-        frames = np.stack([np.asarray(Image.fromarray(f).resize((nw, nh), Image.BICUBIC)) for f in frames])
-        if h * w > sampling.max_pixels:
-            notes = notes + [f"downscaled {w}x{h} -> {nw}x{nh} (max_pixels {sampling.max_pixels})"]
-    if t % 2:  # an odd count: repeat the last frame to fill the temporal patch
-        frames = np.concatenate([frames, frames[-1:]])
-        indices = indices + indices[-1:]
-    return Visual(frames, (h, w), is_image, indices, fps, source, notes)
+    sampling: SamplingConfig
+    geometry: PatchGeometry
+    keep_source: bool
+
+    def still(self, frame: np.ndarray, source: str, notes: list[str]) -> Visual:
+        """An image as a still video of one temporal patch, as Qwen2-VL's processor encodes images."""
+        copies = self.geometry.temporal_patch_size
+        return self.finish(np.stack([frame] * copies), source, True, [0] * copies, 1.0, notes)
+
+    def finish(self, frames: np.ndarray, source: str, is_image: bool, indices: list[int], fps: float,
+               notes: list[str]) -> Visual:
+        from PIL import Image
+
+        t, h, w, _ = frames.shape
+        if h < 4 or w < 4:
+            raise ValueError(f"{source}: frames of {w}x{h} pixels are too small to assess")
+        # Fill the last temporal patch by repeating the last frame.
+        missing = -t % self.geometry.temporal_patch_size
+        if missing:
+            frames = np.concatenate([frames] + [frames[-1:]] * missing)
+            indices = indices + indices[-1:] * missing
+        source_frames = frames if self.keep_source else None
+        nh, nw = frame_size(h, w, self.sampling, self.geometry)
+        if (nh, nw) != (h, w):
+            frames = np.stack([np.asarray(Image.fromarray(f).resize((nw, nh), Image.BICUBIC)) for f in frames])
+            if h * w > self.sampling.max_pixels:
+                notes = notes + [f"downscaled {w}x{h} -> {nw}x{nh} (max_pixels {self.sampling.max_pixels})"]
+        return Visual(frames, (h, w), is_image, indices, fps, source, notes, source_frames=source_frames)

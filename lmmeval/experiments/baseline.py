@@ -1,7 +1,7 @@
 """A reference baseline for the cross-validation table: a small CNN trained from scratch.
 
 torchvision's MobileNetV3-Small (random init) embeds each sampled frame; the frame
-embeddings are averaged over time; linear heads predict both MOS (sigmoid x 100, L1
+embeddings are averaged over time; linear heads predict both MOS (a sigmoid onto the MOS scale, L1
 loss) and the eight distortion categories (multi-label, BCE). It sees the same
 frames as the assessor (the same ``SamplingConfig``), so the table compares models,
 not inputs. No saliency.
@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .labels import DIMENSIONS, DISTORTIONS, NO_DISTORTION
-from .media import load_visual
+from ..data.manifest import Record
+from ..io.media import load_visual
+from ..labels import DIMENSIONS, DISTORTIONS, NO_DISTORTION, SCORE_RANGE
 
 MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
 STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
@@ -46,13 +47,14 @@ class FrameCNN(nn.Module):
     def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, t = clips.shape[:2]
         emb = self.features(normalise(clips.flatten(0, 1))).reshape(b, t, -1).mean(1)  # (b, 576)
-        return 100 * torch.sigmoid(self.scores(emb)), self.categories(emb)
+        return to_score_range(self.scores(emb)), self.categories(emb)
 
 
-def frame_clips(records: list[dict], sampling, frames: int) -> torch.Tensor:
+def frame_clips(records: list[Record], sampling, geometry, frames: int) -> torch.Tensor:
     """(n, frames, 3, h, w) uint8: ``frames`` evenly spaced among each video's sampled frames
     (kept uint8: normalised per batch, a quarter of the memory)."""
-    return torch.stack([pick_frames(load_visual(str(r["video_path"]), sampling).frames, frames) for r in records])
+    return torch.stack([pick_frames(load_visual(str(r.video_path), sampling, geometry).frames, frames)
+                        for r in records])
 
 
 def pick_frames(frames: np.ndarray, n: int) -> torch.Tensor:
@@ -66,22 +68,31 @@ def normalise(frames: torch.Tensor) -> torch.Tensor:
     return (frames.float() / 255 - MEAN) / STD
 
 
-def targets(records: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-    """MOS (n, 2) on the 0-100 scale and category indicators (n, 8) of manifest records."""
-    mos = torch.tensor([[r["mos"][d] for d in DIMENSIONS] for r in records], dtype=torch.float32)
-    cats = torch.tensor([[c in r["categories"] for c in CATEGORIES] for r in records], dtype=torch.float32)
+def targets(records: list[Record]) -> tuple[torch.Tensor, torch.Tensor]:
+    """MOS (n, 2) on the MOS scale and category indicators (n, 8) of manifest records."""
+    mos = torch.tensor([[r.mos[d] for d in DIMENSIONS] for r in records], dtype=torch.float32)
+    cats = torch.tensor([[c in r.categories for c in CATEGORIES] for r in records], dtype=torch.float32)
     return mos, cats
 
 
+def to_score_range(logits: torch.Tensor) -> torch.Tensor:
+    """Unbounded outputs -> scores on the MOS scale, through a sigmoid."""
+    lo, hi = SCORE_RANGE
+    return lo + (hi - lo) * torch.sigmoid(logits)
+
+
 def label_loss(scores: torch.Tensor, logits: torch.Tensor, mos: torch.Tensor, cats: torch.Tensor) -> torch.Tensor:
-    """L1 on MOS/100 + BCE on the eight categories: the baseline's loss, shared by the probes and stage 0."""
-    return F.l1_loss(scores / 100, mos / 100) + F.binary_cross_entropy_with_logits(logits, cats)
+    """L1 on MOS (in units of the scale's width) + BCE on the eight categories: the baseline's loss,
+    shared by the probes and stage 0."""
+    width = SCORE_RANGE[1] - SCORE_RANGE[0]
+    return F.l1_loss(scores / width, mos / width) + F.binary_cross_entropy_with_logits(logits, cats)
 
 
-def train_baseline(records: list[dict], sampling, config: BaselineConfig = BaselineConfig()) -> FrameCNN:
+def train_baseline(records: list[Record], sampling, geometry, config: BaselineConfig = BaselineConfig()) -> FrameCNN:
+    """The baseline trained on ``records``' videos, sampled by ``sampling`` in ``geometry`` (the assessor's)."""
     torch.manual_seed(config.seed)
     model = FrameCNN()
-    clips = frame_clips(records, sampling, config.frames)
+    clips = frame_clips(records, sampling, geometry, config.frames)
     mos, cats = targets(records)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
     rng = np.random.default_rng(config.seed)
@@ -97,8 +108,9 @@ def train_baseline(records: list[dict], sampling, config: BaselineConfig = Basel
 
 
 @torch.no_grad()
-def predict_baseline(model: FrameCNN, records: list[dict], sampling, config: BaselineConfig = BaselineConfig()):
+def predict_baseline(model: FrameCNN, records: list[Record], sampling, geometry,
+                     config: BaselineConfig = BaselineConfig()):
     """(scores (n, 2) numpy, category lists) for ``records``."""
-    scores, logits = model(frame_clips(records, sampling, config.frames))
+    scores, logits = model(frame_clips(records, sampling, geometry, config.frames))
     categories = [[c for c, p in zip(CATEGORIES, row) if p > 0] or [NO_DISTORTION] for row in logits.tolist()]
     return scores.numpy(), categories

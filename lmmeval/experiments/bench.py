@@ -1,11 +1,11 @@
-"""Benchmarks: `python -m lmmeval.bench` (a benchmark, never a timed test).
+"""Benchmarks: `python -m lmmeval.experiments.bench` (a benchmark, never a timed test).
 
 Times the assessor end to end (decode -> sampling -> vision -> LLM -> heads ->
 saliency) on rendered synthetic face videos, and one stage-2 training step,
 with random weights at a chosen shape:
 
-    python -m lmmeval.bench --preset tiny --device cpu                      # CPU, seconds
-    python -m lmmeval.bench --preset 7b-random --device cuda --out bench.json   # real 7B shape, bf16
+    python -m lmmeval.experiments.bench --preset tiny --device cpu                  # CPU, seconds
+    python -m lmmeval.experiments.bench --preset 7b --device cuda --out bench.json   # real 7B shape, bf16
 
 Prints ms/video, videos/s, peak memory, the FLOP floor (2 x LLM params x tokens at
 ``--peak-tflops``) and the ratio to it; writes everything to ``--out`` as JSON
@@ -24,7 +24,9 @@ from pathlib import Path
 
 import torch
 
-from .provenance import git_commit
+from ..labels import SCORE_RANGE
+from ..model.presets import PRESET_NAMES
+from ..provenance import git_commit
 
 
 def _device_name(device: torch.device) -> str:
@@ -47,12 +49,12 @@ def _sync(device: torch.device) -> None:
 
 
 def build_assessor(preset: str, device: torch.device, max_pixels: int, max_frames: int):
-    from .assessor import Assessor
-    from .model.config import SamplingConfig
+    """An untrained assessor on ``preset:<preset>`` (random weights at that shape)."""
+    from ..inference.assessor import Assessor
+    from ..model.configuration import SamplingConfig
 
-    base = {"tiny": "preset:tiny-random", "7b-random": "preset:7b-random"}[preset]
     sampling = SamplingConfig(fps=2.0, max_frames=max_frames, max_pixels=max_pixels)
-    return Assessor.from_base(base, device, sampling)
+    return Assessor.from_base(f"preset:{preset}", device, sampling)
 
 
 def bench_assess(assessor, videos: list[str], batch_size: int, repeats: int, device: torch.device) -> dict:
@@ -73,25 +75,29 @@ def bench_assess(assessor, videos: list[str], batch_size: int, repeats: int, dev
 
 def bench_train_step(assessor, videos: list[str], batch_size: int, steps: int, device: torch.device) -> dict:
     """Stage-2 step (LoRA + regression, LM loss kept): forward, backward, AdamW, without DeepSpeed."""
-    from .media import load_visual
-    from .model.lmme import TASKS, build_batch
+    from ..io.media import load_visual
+    from ..model import factory
+    from ..model.configuration import LoraSettings
+    from ..model.processing import build_batch
+    from ..prompts import TASKS
+    from ..training.losses import regression_loss
 
-    assessor.add_lora()
+    factory.add_lora(assessor.parts, LoraSettings())
     params = [p for n, p in assessor.model.named_parameters() if "lora_" in n or n.startswith("regression.")]
     for p in assessor.model.parameters():
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=1e-5)
-    visuals = [load_visual(v, assessor.config.sampling) for v in videos[:batch_size]]
+    visuals = [load_visual(v, assessor.config.sampling, assessor.parts.geometry) for v in videos[:batch_size]]
     answers = [{"quality": " good.", "authenticity": " fair.", "distortions": " Eye Distortions."}] * len(visuals)
     batch = build_batch(assessor.processor, visuals, TASKS, answers=answers).to(device)
-    mos = torch.full((len(visuals), 2), 50.0, device=device)
+    mos = torch.full((len(visuals), 2), sum(SCORE_RANGE) / 2, device=device)  # mid-scale targets
     assessor.model.train()
 
     def step():
         out = assessor.model(batch, with_saliency=False)
-        loss = (out["scores"] - mos).abs().mean() / 100 + 0.1 * out["lm_loss"]
+        loss = regression_loss(out.scores, mos) + 0.1 * out.lm_loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -111,7 +117,8 @@ def bench_train_step(assessor, videos: list[str], batch_size: int, steps: int, d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=("tiny", "7b-random"), default="tiny")
+    parser.add_argument("--preset", choices=PRESET_NAMES, default="tiny",
+                        help="random weights at this preset's shape (default tiny; 7b: Qwen2.5-VL-7B's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--videos", type=int, default=8, help="videos per timed pass (default 8)")
     parser.add_argument("--size", type=int, default=512, help="rendered frame size (default 512, the paper's)")
@@ -130,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
 
-    from .synth import SynthConfig, synthesize
+    from ..synth import SynthConfig, synthesize
 
     work = Path(tempfile.mkdtemp(prefix="lmmeval-bench-"))
     print(f"rendering {args.videos} videos ({args.size}px, {args.fps} fps, {args.seconds:g} s) ...", flush=True)
@@ -141,15 +148,18 @@ def main(argv: list[str] | None = None) -> int:
     llm_params = sum(p.numel() for n, p in assessor.model.backbone.named_parameters() if "visual" not in n)
     vis_params = sum(p.numel() for n, p in assessor.model.backbone.named_parameters() if "visual" in n)
 
-    from .media import load_visual
-    from .model.lmme import LEVEL_TASKS, build_batch
+    from ..io.media import load_visual
+    from ..model.processing import build_batch
+    from ..prompts import LEVEL_TASKS
 
-    probe = build_batch(assessor.processor, [load_visual(videos[0], assessor.config.sampling)], LEVEL_TASKS)
+    probe = build_batch(assessor.processor, [load_visual(videos[0], assessor.config.sampling, assessor.parts.geometry)],
+                        LEVEL_TASKS)
     tokens = int(probe.attention_mask.sum())  # both questions of one video
     patches = int(probe.video_grid_thw.prod())
     # Floor: 2 FLOPs per parameter per token for the LLM over both questions, plus the ViT over its patches.
     floor_ms = 1000 * 2 * (llm_params * tokens + vis_params * patches) / (args.peak_tflops * 1e12)
-    results = {"command": " ".join([Path(sys.executable).name, "-m", "lmmeval.bench", *(argv or sys.argv[1:])]),
+    results = {"command": " ".join([Path(sys.executable).name, "-m", "lmmeval.experiments.bench",
+                                    *(argv or sys.argv[1:])]),
                "device": _device_name(device), "commit": git_commit(), "torch": torch.__version__,
                "preset": args.preset, "llm_params": llm_params, "vision_params": vis_params,
                "tokens_per_video": tokens, "vision_patches_per_video": patches, "flop_floor_ms": floor_ms,

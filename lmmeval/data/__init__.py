@@ -1,0 +1,1 @@
+"""Data: the manifest schema, raw study -> manifest (MOS, saliency maps, descriptions), statistics."""

@@ -1,0 +1,1 @@
+"""Evaluation: correlation and saliency metrics, and the report of a checkpoint on a manifest."""

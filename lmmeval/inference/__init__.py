@@ -1,0 +1,1 @@
+"""Inference: the ``Assessor`` API, batch scoring of files, result writers, the differentiable reward."""

@@ -1,0 +1,1 @@
+"""Input and output of media files (``media``: the one place that touches codecs)."""

@@ -1,0 +1,277 @@
+"""The training recipe every stage runs, under DeepSpeed: set up data, set up the model and the
+engine, train, export.
+
+What differs between stages (questions, initialisation, trainable parameters, loss) is the
+stage's own object (``stages.py``). Everything else is here: data order, optimizer and
+schedule, the DeepSpeed engine, ``log.csv``, resumable checkpoints (written to a temporary
+folder and renamed when complete), the non-finite-loss guard, and the final assessor folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import torch
+
+from ..data.manifest import check_disjoint, check_fold, load_manifest
+from ..model import factory
+from .config import TrainConfig
+from .data import ManifestData
+from .stages import STAGES
+
+FINAL = "final"
+CHECKPOINTS = "checkpoints"
+LOG_FIELDS = ["step", "epoch", "loss", "lm_loss", "regression_l1", "pairwise", "l1", "cc", "kl", "bce", "lr",
+              "seconds", "peak_gib"]
+
+
+class StageRecipe:
+    """One stage run: ``StageRecipe(config).run()`` returns the final assessor folder."""
+
+    def __init__(self, config: TrainConfig, deepspeed_config: str | None = None, resume: bool = False,
+                 progress: bool = True):
+        self.config, self.deepspeed_path, self.resume, self.progress = config, deepspeed_config, resume, progress
+        self.stage = STAGES[config.stage]
+        self.out_dir = Path(config.output_dir)
+        self.ckpt_root = self.out_dir / CHECKPOINTS
+        self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+    def run(self) -> Path:
+        self.setup_data()  # first: a manifest error should not wait for a model load
+        self.setup_model()
+        self.setup_engine()
+        self.train()
+        return self.export()
+
+    def setup_data(self) -> None:
+        """The training records: the manifest minus its held-out fold, plus any extra studies."""
+        config = self.config
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        all_records = load_manifest(config.manifest)
+        check_fold(all_records, config.fold, config.manifest)
+        self.records = [r for r in all_records if r.fold != config.fold]
+        if config.extra_manifests:
+            extra = {path: load_manifest(path) for path in config.extra_manifests}
+            check_disjoint(config.manifest, all_records, extra)  # else the held-out fold could leak in
+            self.records += [r for study in extra.values() for r in study]
+        earlier = sorted(p.name for p in self.ckpt_root.glob("step*")) if not self.resume else []
+        if earlier:
+            # A fresh run would interleave its checkpoints with these (and fail renaming onto one).
+            raise ValueError(f"{self.out_dir}: holds checkpoints of an earlier run ({', '.join(earlier)}); pass "
+                             "--resume to continue it, or give an output_dir without a checkpoints/ folder")
+
+    def setup_model(self) -> None:
+        """The stage's starting model, its trainable parameters, and the data it will see."""
+        config = self.config
+        torch.manual_seed(config.seed)
+        self.device = _device(config)
+        self.model = self.stage.init_model(config, self.device)
+        if config.gradient_checkpointing:
+            # Non-reentrant: the reentrant variant silently yields no LoRA gradients.
+            self.model.network.backbone.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.params = self.stage.trainable(self.model)
+        self.data = ManifestData(self.records, self.model.processor, self.model.config.sampling, self.model.geometry,
+                                 self.stage.tasks(config), seed=config.seed, with_saliency=self.stage.with_saliency,
+                                 group_by_length=config.group_by_length,
+                                 global_batch=config.batch_size * self.world)
+
+    def setup_engine(self) -> None:
+        """AdamW and the warm-up + cosine schedule inside a DeepSpeed engine; a resume restores
+        their state, the data position and the RNG."""
+        deepspeed = _deepspeed()
+
+        config = self.config
+        params = list(self.params.values())
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
+        self.ds_config = _deepspeed_config(self.deepspeed_path, config, self.device.type == "cuda")
+        self.engine, _, _, _ = deepspeed.initialize(model=self.model.network, optimizer=optimizer,
+                                                    lr_scheduler=self.scheduler, model_parameters=params,
+                                                    config=self.ds_config)
+        self.step, self.epoch, self.pos = 0, 0, 0
+        if self.resume:
+            state = _load_latest(self.engine, self.ckpt_root)
+            if state is not None:
+                self.step, self.epoch, self.pos = state["step"], state["epoch"], state["pos"]
+                torch.set_rng_state(state["torch_rng"])
+
+    def train(self) -> None:
+        from tqdm import tqdm
+
+        config, rank = self.config, self.rank
+        self.model.network.train()
+        log = _StepLog(self.out_dir / "log.csv", append=self.resume)
+        order = self.data.order(self.epoch)
+        started = time.time()
+        bar = tqdm(total=config.steps, initial=self.step, desc=f"stage {config.stage}", unit="step",
+                   disable=not self.progress or rank)
+        global_batch = config.batch_size * self.world
+        while self.step < config.steps:
+            sums: dict[str, float] = {}
+            for _ in range(config.grad_accum):
+                if self.pos + global_batch > len(order):  # next epoch, new seeded order
+                    self.epoch, self.pos = self.epoch + 1, 0
+                    order = self.data.order(self.epoch)
+                indices = order[self.pos + rank * config.batch_size: self.pos + (rank + 1) * config.batch_size]
+                indices = indices if len(indices) else order[: config.batch_size]  # fewer records than ranks
+                self.pos += global_batch
+                batch = self.data.batch(indices).to(self.device)
+                losses = self.stage.loss(config, self.engine, batch)
+                if not torch.isfinite(losses["loss"]):
+                    bad = self.out_dir / "nan_state"
+                    self.engine.save_checkpoint(str(bad), tag=f"step{self.step}", exclude_frozen_parameters=True)
+                    raise RuntimeError(f"non-finite loss {losses['loss'].item()} at step {self.step}, batch "
+                                       f"{batch.ids}; model and optimizer state saved to {bad}")
+                self.engine.backward(losses["loss"])
+                self.engine.step()
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach()) / config.grad_accum
+            self.step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums['loss']:.4f}")
+            if rank == 0 and (self.step % config.log_every == 0 or self.step == config.steps):
+                log.write({**{k: f"{v:.6f}" for k, v in sums.items()}, "step": self.step, "epoch": self.epoch,
+                           "lr": f"{self.scheduler.get_last_lr()[0]:.3e}", "seconds": f"{time.time() - started:.1f}",
+                           "peak_gib": f"{_peak_gib(self.device):.2f}"})
+            if self.step % config.save_every == 0 and self.step < config.steps:
+                _save(self.engine, self.ckpt_root, self.step, self.epoch, self.pos, config.keep_checkpoints)
+        bar.close()
+
+    def export(self) -> Path:
+        """The final assessor folder, ``output_dir/final``, written to a temporary folder and renamed."""
+        deepspeed = _deepspeed()
+
+        final = self.out_dir / FINAL
+        model = self.model
+        # Under ZeRO-3 every rank holds a shard of each parameter: gather what the checkpoint
+        # folder stores (adapter and heads, never the frozen base) before rank 0 writes it.
+        saved = [p for n, p in model.network.named_parameters()
+                 if n.startswith(("regression.", "saliency.")) or "lora_" in n or "modules_to_save" in n]
+        zero3 = self.ds_config.get("zero_optimization", {}).get("stage") == 3
+        with deepspeed.zero.GatheredParameters(saved, modifier_rank=None) if zero3 else contextlib.nullcontext():
+            if self.rank == 0:
+                model.config.trained_stages = sorted(set(model.config.trained_stages) | {self.config.stage})
+                tmp = self.out_dir / (FINAL + ".tmp")
+                shutil.rmtree(tmp, ignore_errors=True)
+                factory.save_model(model, tmp)
+                shutil.rmtree(final, ignore_errors=True)
+                tmp.rename(final)
+        return final
+
+
+def run_stage(config: TrainConfig, deepspeed_config: str | None = None, resume: bool = False,
+              progress: bool = True) -> Path:
+    """Train one stage; returns the final assessor folder (``output_dir/final``)."""
+    _single_process_env()
+    return StageRecipe(config, deepspeed_config, resume, progress).run()
+
+
+def _deepspeed():
+    try:
+        import deepspeed
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("training runs under DeepSpeed, which is not installed: "
+                                  "pip install 'lmmeval[train]'") from None
+    return deepspeed
+
+
+def _device(config: TrainConfig) -> torch.device:
+    device = torch.device(config.device) if config.device else factory.default_device()
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    return device
+
+
+def _single_process_env() -> None:
+    """Let a plain `python train/...` (and tests) run DeepSpeed without its launcher."""
+    if "RANK" in os.environ:
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+
+
+def _deepspeed_config(path: str | None, config: TrainConfig, on_gpu: bool) -> dict:
+    """The DeepSpeed JSON with its "auto" values filled in from the stage config."""
+    ds = json.loads(Path(path).read_text()) if path else {"zero_optimization": {"stage": 2}}
+    filled = {"train_micro_batch_size_per_gpu": config.batch_size, "gradient_accumulation_steps": config.grad_accum,
+              "gradient_clipping": config.max_grad_norm}
+    for key, value in filled.items():
+        if ds.get(key, "auto") == "auto":
+            ds[key] = value
+        elif ds[key] != value:
+            raise ValueError(f"{path}: {key} = {ds[key]} disagrees with the stage config ({value}); use \"auto\"")
+    if ds.get("bf16", {}).get("enabled") == "auto":
+        ds["bf16"]["enabled"] = on_gpu
+    ds.setdefault("steps_per_print", 10**9)
+    return ds
+
+
+def _lr_lambda(config: TrainConfig):
+    def factor(step: int) -> float:  # linear warm-up, then cosine decay to 10 %
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return factor
+
+
+class _StepLog:
+    """log.csv: one row per logged step (a fresh run starts the file, a resume appends to it)."""
+
+    def __init__(self, path: Path, append: bool):
+        self.path = path
+        if not (append and path.exists()):
+            with open(path, "w", newline="") as f:
+                csv.writer(f).writerow(LOG_FIELDS)
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore").writerow(row)
+
+
+def _peak_gib(device: torch.device) -> float:
+    """Peak memory so far: allocated GPU memory, or the process's resident set on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _save(engine, root: Path, step: int, epoch: int, pos: int, keep: int) -> None:
+    """A resumable checkpoint, written to a temporary folder and renamed when complete."""
+    tag = f"step{step:08d}"
+    tmp = root / ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    state = {"step": step, "epoch": epoch, "pos": pos, "torch_rng": torch.get_rng_state()}
+    engine.save_checkpoint(str(tmp), tag=tag, client_state=state, exclude_frozen_parameters=True)
+    if engine.global_rank == 0:
+        (tmp / tag).rename(root / tag)  # atomic: a checkpoint folder exists only once complete
+        latest = root / "latest.tmp"
+        latest.write_text(tag)
+        latest.replace(root / "latest")
+        for old in sorted(p for p in root.glob("step*") if p.is_dir())[:-keep]:
+            shutil.rmtree(old)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_latest(engine, root: Path) -> dict | None:
+    if not (root / "latest").exists():
+        return None
+    tag = (root / "latest").read_text().strip()
+    _, state = engine.load_checkpoint(str(root), tag=tag, load_module_strict=False)
+    if state is None:
+        raise RuntimeError(f"{root / tag}: checkpoint could not be loaded")
+    return state
