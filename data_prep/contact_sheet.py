@@ -5,7 +5,6 @@ video per generator, with its quality/authenticity MOS and the annotators' categ
 """
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 

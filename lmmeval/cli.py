@@ -2,9 +2,10 @@
 
     lmmeval synth OUT_DIR [--n 200 --seed 0]      render a synthetic Gen3DHF-style study
     lmmeval prepare RAW_DIR OUT_DIR [--folds 5]    annotations -> manifest.jsonl
+    lmmeval import-gen3dhf ROOT OUT_DIR --labels DIR   the published Gen3DHF release -> manifest.jsonl
     lmmeval stats MANIFEST [--truth RAW/truth.jsonl]  dataset statistics and learnability checks
     lmmeval score INPUT... --out results.jsonl     score videos/images with an assessor checkpoint
-    lmmeval evaluate --manifest M --fold K --out DIR   the paper's metrics on a held-out fold
+    lmmeval evaluate --manifest M --fold K --out DIR   the paper's metrics on a held-out fold (or --split eval)
 
 Run `lmmeval COMMAND --help` for each command's options.
 """
@@ -43,6 +44,28 @@ def _prepare(args: argparse.Namespace) -> int:
     print(f"wrote {manifest}")
     if not args.quiet:
         print(dataset_report(manifest, check=False))
+    return 0
+
+
+def _import_gen3dhf(args: argparse.Namespace) -> int:
+    import json
+
+    from .data.gen3dhf import ImportConfig, import_gen3dhf
+
+    config = ImportConfig(folds=args.folds, seed=args.seed, copy=args.copy, allow_missing=args.allow_missing,
+                          saliency_pattern=args.saliency_pattern, view_order=tuple(args.view_order),
+                          red_dots=args.red_dots)
+    manifest = import_gen3dhf(args.root, args.out_dir, args.labels, config, progress=not args.quiet)
+    summary = json.loads((manifest.parent / "summary.json").read_text())
+    splits = ", ".join(f"{n} {s}" for s, n in summary.get("splits", {}).items())
+    sal = summary["saliency"]
+    print(f"wrote {manifest}: {summary['videos']} videos ({splits})")
+    print(f"saliency maps: {sal['maps_matched']} matched, {len(sal['videos_without_map'])} videos without one"
+          + (f"; red-dot images: {sal['red_dot_images_matched']} matched" if args.red_dots else ""))
+    for dim, agree in summary["level_words_eq4_vs_published"].items():
+        print(f"{dim} levels by Eq. 4: {agree['same']} as published, {agree['different']} not (summary.json lists them)")
+    if summary["missing_videos"]:
+        print(f"skipped {len(summary['missing_videos'])} missing video(s) (listed in summary.json)", file=sys.stderr)
     return 0
 
 
@@ -97,8 +120,9 @@ def _score(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .eval.evaluate import run
 
-    run(args.model, args.manifest, args.fold, args.out, base=args.base, device=args.device, batch_size=args.batch_size,
-        command=args.command_line)
+    fold = args.fold if args.fold is not None else (-1 if args.split else 0)
+    run(args.model, args.manifest, fold, args.out, base=args.base, device=args.device, batch_size=args.batch_size,
+        command=args.command_line, split=args.split)
     print((Path(args.out) / "report.md").read_text())
     return 0
 
@@ -150,6 +174,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", type=float, default=180.0, help="camera orbit of the videos in degrees (default 180)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("import-gen3dhf", help="import the published Gen3DHF release with its official split",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Turn the unzipped Gen3DHF release (ROOT/video_RGB/ required; ROOT/saliency_map/ "
+                                   "optional) and the authors' four label files (their datasets/numerical/ folder: "
+                                   "{train,eval}_{quality,authenticity}.json) into OUT_DIR/manifest.jsonl, the schema "
+                                   "`lmmeval prepare` writes: the published MOS as they are, levels by Eq. 4 over all "
+                                   "videos, the official train/eval split, MOS-stratified folds, distortion categories "
+                                   "marked not labelled, each saliency map split into its views. summary.json says "
+                                   "how Eq. 4 agrees with the published level words and what did not match.",
+                       epilog="Example:\n"
+                              "  lmmeval import-gen3dhf Gen3DHF/ data/gen3dhf --labels LMME3DHF/main/datasets/numerical\n"
+                              "  python train/stage1_instruct.py --config configs/qwen7b/stage1.yaml \\\n"
+                              "      --set manifest=data/gen3dhf/manifest.jsonl split=eval")
+    p.add_argument("root", help="the unzipped release: video_RGB/ (and saliency_map/, image/)")
+    p.add_argument("out_dir", help="output folder (created)")
+    p.add_argument("--labels", required=True, metavar="DIR",
+                   help="folder with the four numerical label files, under their published names")
+    p.add_argument("--folds", type=int, default=5, help="folds over all videos, stratified by MOS (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (default 0)")
+    p.add_argument("--copy", action="store_true", help="copy the videos into OUT_DIR (default: symlinks)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="skip labelled videos that video_RGB/ lacks (listed in summary.json) instead of stopping")
+    p.add_argument("--saliency-pattern", metavar="REGEX",
+                   help="regex with a named group (?P<id>...) that finds the video in a map's file name "
+                        "(default: the file name's leading letters and digits, e.g. seed0123 in seed0123_saliency.png)")
+    p.add_argument("--view-order", nargs="+", default=["-45", "0", "45"], metavar="DEG",
+                   help="the views of a map, left to right, in degrees (default: -45 0 45)")
+    p.add_argument("--red-dots", metavar="DIR",
+                   help="annotated snapshot images with the red dots: fixations at the dots' centroids "
+                        "(default: the maps thresholded at 0.95, as the authors' fixation maps)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_import_gen3dhf)
 
     p = sub.add_parser("stats", help="statistics and learnability checks of a prepared manifest")
     p.add_argument("manifest", help="manifest.jsonl written by `lmmeval prepare`")
@@ -205,7 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="checkpoint folder (default: the embedded demo checkpoint)")
     p.add_argument("--base", help="base Qwen2.5-VL folder, overriding the checkpoint's")
     p.add_argument("--manifest", required=True, help="manifest.jsonl from `lmmeval prepare`")
-    p.add_argument("--fold", type=int, default=0, help="fold to evaluate (default 0; -1: every record)")
+    held = p.add_mutually_exclusive_group()
+    held.add_argument("--fold", type=int, help="fold to evaluate (default 0; -1: every record)")
+    held.add_argument("--split", help="an official split to evaluate instead of a fold, e.g. eval (Gen3DHF)")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", help="torch device (default: cuda if available)")

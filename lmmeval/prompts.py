@@ -62,9 +62,11 @@ def distortion_suffix(categories: list[str]) -> str:
     return f" {'; '.join(ordered)}."
 
 
-def answer_suffixes(levels: Mapping[str, str], categories: list[str]) -> dict[str, str]:
-    """A sample's training targets: what the model should say after each task's stem."""
-    return {**{dim: level_suffix(levels[dim]) for dim in DIMENSIONS}, "distortions": distortion_suffix(categories)}
+def answer_suffixes(levels: Mapping[str, str], categories: list[str] | None) -> dict[str, str | None]:
+    """A sample's training targets: what the model should say after each task's stem (None for the
+    distortion question when the categories are not labelled: it is then not trained on)."""
+    return {**{dim: level_suffix(levels[dim]) for dim in DIMENSIONS},
+            "distortions": distortion_suffix(categories) if categories is not None else None}
 
 
 def level_answer(dimension: str, level: str) -> str:

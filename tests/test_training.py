@@ -346,7 +346,7 @@ def test_cross_validation_stage_overrides_are_checked_before_any_fold(prepared_m
                                ({3: {"extra_manifests": []}}, r"sets \['extra_manifests'\]: cross-validation sets"),
                                ({1: {"base": "tiny"}}, r"sets 'base': pass it as the base argument"),
                                ({4: {"steps": 1}}, "the stages are 1..3"),
-                               ({1: {"steps": 0}}, "steps must be >= 1")):
+                               ({1: {"steps": 0}}, "steps must be an integer >= 1")):
         with pytest.raises(ValueError, match=message):
             cross_validate(prepared_manifest, tmp_path / "work", steps=1, stage_overrides=overrides)
     # Extra training studies: checked against the manifest before any fold, as the stages would.
@@ -407,3 +407,51 @@ def test_config_files_that_are_not_yaml_mappings_name_the_file(tmp_path, text, m
     for read in (load_train_config, load_sampling, load_vision_pretrain_config):
         with pytest.raises(ValueError, match=message):
             read(bad)
+
+
+def test_epochs_become_steps_hand_worked():
+    """steps = ceil(epochs x records / (micro-batch x processes x accumulation)); the warm-up ratio is
+    a share of those steps; giving a length or a warm-up two ways at once is an error."""
+    base = dict(stage=2, manifest="m", output_dir="o", init_from="x")
+    config = TrainConfig(**base, epochs=2, batch_size=2)
+    assert config.total_steps(10) == 10  # 2 x 10 / 2
+    assert config.total_steps(10, world=2) == 5
+    assert TrainConfig(**base, epochs=2, batch_size=2, grad_accum=3).total_steps(10) == 4  # ceil(20 / 6)
+    assert TrainConfig(**base, epochs=0.5, batch_size=4).total_steps(3) == 1  # never zero steps
+    assert TrainConfig(**base, steps=7).total_steps(1000, world=8) == 7
+    assert TrainConfig(**base, steps=40, warmup_ratio=0.05).warmup(40) == 2
+    assert TrainConfig(**base, steps=40).warmup(40) == 10 and TrainConfig(**base, steps=40, warmup_steps=3).warmup(40) == 3
+    for kw, message in (({"steps": 5, "epochs": 1}, "give one of 'steps' and 'epochs'"),
+                        ({}, "give one of 'steps' and 'epochs'"),
+                        ({"epochs": 0}, "epochs must be a number > 0"),
+                        ({"steps": 5, "warmup_steps": 2, "warmup_ratio": 0.1}, "not both"),
+                        ({"steps": 5, "warmup_ratio": 1.5}, r"warmup_ratio must be in \[0, 1\)"),
+                        ({"steps": 5, "fold": 1, "split": "eval"}, "hold out a fold or a split, not both")):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(**(base | kw))
+
+
+def test_a_command_line_length_replaces_the_files_other_one(tmp_path):
+    """`--set steps=10` on a config written in epochs (the 7B configs) replaces its epochs, and the
+    other way round; both in the file are an error naming it."""
+    from lmmeval.training import load_train_config
+
+    path = tmp_path / "s.yaml"
+    path.write_text("stage: 2\nmanifest: m\noutput_dir: o\ninit_from: x\nepochs: 1\nwarmup_ratio: 0.05\n")
+    config = load_train_config(path, {"steps": 10, "warmup_steps": 1})
+    assert (config.steps, config.epochs, config.warmup_steps, config.warmup_ratio) == (10, None, 1, None)
+    assert load_train_config(path).epochs == 1
+    path.write_text("stage: 2\nmanifest: m\noutput_dir: o\ninit_from: x\nepochs: 1\nsteps: 4\n")
+    with pytest.raises(ValueError, match=r"s.yaml: give one of 'steps' and 'epochs'"):
+        load_train_config(path)
+    assert load_train_config(path, {"epochs": 2}).steps is None
+
+
+def test_an_epoch_run_prints_its_steps_and_trains_them(train8, tiny_base, tmp_path, capsys):
+    """One epoch of the 8 training videos at micro-batch 4 is 2 steps, printed at the start."""
+    config = _config(1, train8, tmp_path / "s1", base=str(tiny_base), sampling=SAMPLING, steps=None, epochs=1,
+                     save_every=10)
+    run_stage(config, progress=False)
+    assert "stage 1: 1 epoch(s) of 8 records = 2 steps (micro-batch 4 x 1 process(es) x accumulation 1)" \
+        in capsys.readouterr().out
+    assert len(_losses(tmp_path / "s1" / "log.csv")) == 2

@@ -18,7 +18,6 @@ import argparse
 import json
 import random
 import sys
-from pathlib import Path
 
 from lmmeval.labels import DISTORTIONS, LEVELS
 from lmmeval.model.presets import BPE_FILE, load_preset

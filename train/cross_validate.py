@@ -35,7 +35,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", required=True, help="manifest.jsonl of `lmmeval prepare` (with --folds)")
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--steps", type=int, help="override every stage's steps")
+    parser.add_argument("--steps", type=int, help="override every stage's steps (replacing a config's epochs)")
+    parser.add_argument("--configs", nargs=3, metavar=("STAGE1", "STAGE2", "STAGE3"),
+                        help="the three stage configs (default configs/tiny/stage{1,2,3}.yaml; "
+                             "configs/qwen7b/ for the 7B, on GPUs)")
     parser.add_argument("--base", help="stage 1's base instead of the config's (e.g. runs/pretrain/base from "
                                        "train/stage0_vision.py)")
     parser.add_argument("--work", default="runs/cv", help="working folder (default runs/cv)")
@@ -53,7 +56,8 @@ def main() -> int:
     except ValueError as err:
         parser.error(str(err))
     command = "python train/cross_validate.py " + " ".join(sys.argv[1:])
-    out = cross_validate(args.manifest, args.work, folds=args.folds, steps=args.steps, results_md=args.results,
+    out = cross_validate(args.manifest, args.work, folds=args.folds, configs=args.configs, steps=args.steps,
+                         results_md=args.results,
                          command=command.strip(), base=args.base, stage_overrides=stage_overrides,
                          extra_train=args.extra_train)
     print(out["table"])

@@ -5,12 +5,17 @@ checks each line once and returns typed ``Record``s. A manifest is a self-contai
 paths in it are relative to the manifest's folder, and one that is absolute or leaves the
 folder is an error, so the folder can be moved or shared as a whole.
 
-One line (keys in this order; ``views`` may be empty, the four video facts may be absent)::
+One line (keys in this order; ``views`` may be empty, the four video facts, ``generator`` and
+``split`` may be absent or null)::
 
-    {"id", "video", "generator", "fold", "num_frames", "fps", "width", "height",
+    {"id", "video", "generator", "fold", "split", "num_frames", "fps", "width", "height",
      "mos": {"quality", "authenticity"}, "level": {"quality", "authenticity"},
-     "n_raters": {...}, "categories": [...], "descriptions": {annotator: text},
+     "n_raters": {...}, "categories": [...] or null, "descriptions": {annotator: text},
      "views": {"-45": {"frame": int, "saliency": "saliency/<id>_-45.png", "fixations": [[x, y], ...]}, ...}}
+
+``fold`` is the record's cross-validation fold; ``split`` an official split a dataset comes with
+(Gen3DHF's "train" / "eval"). ``categories`` null means the distortions were not labelled (not
+that there are none: that is ["No Distortion"]).
 
 The questions and answers a record is trained on are not stored: they come from
 ``lmmeval.prompts`` (manifests of earlier versions carry a ``conversations`` key, ignored).
@@ -21,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,9 +62,10 @@ class Record:
     fold: int
     mos: dict[str, float]  # per dimension, on SCORE_RANGE
     level: dict[str, str]  # per dimension, one of LEVELS (paper Eq. 4)
-    categories: list[str]  # DISTORTIONS names
+    categories: list[str] | None  # DISTORTIONS names; None: not labelled
     video_path: Path  # the video, absolute
     generator: str | None = None
+    split: str | None = None  # an official split, e.g. "train" / "eval"
     num_frames: int | None = None
     fps: float | None = None
     width: int | None = None
@@ -70,7 +77,7 @@ class Record:
     def to_json(self) -> dict:
         """The manifest line (``video_path`` and the views' ``saliency_path`` are not stored)."""
         return {"id": self.id, "video": self.video, "generator": self.generator, "fold": self.fold,
-                "num_frames": self.num_frames, "fps": self.fps, "width": self.width, "height": self.height,
+                "split": self.split, "num_frames": self.num_frames, "fps": self.fps, "width": self.width, "height": self.height,
                 "mos": self.mos, "level": self.level, "n_raters": self.n_raters, "categories": self.categories,
                 "descriptions": self.descriptions, "views": {k: v.to_json() for k, v in self.views.items()}}
 
@@ -89,8 +96,13 @@ class Record:
         for name, v in (data.get("views") or {}).items():
             views[name] = View(frame=v["frame"], saliency=v["saliency"], fixations=v.get("fixations", []),
                                saliency_path=_inside(root, v["saliency"], where, f"views.{name}.saliency"))
-        values = {k: v for k, v in data.items() if k in known and k != "views" and v is not None}
+        values = {k: v for k, v in data.items() if k in known and k != "views" and (v is not None or k == "categories")}
         return cls(**values, views=views, video_path=_inside(root, data["video"], where, "video"))
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the record's distortion categories are known."""
+        return self.categories is not None
 
 
 def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> Iterator[tuple[int, dict]]:
@@ -135,6 +147,21 @@ def check_fold(records: list[Record], fold: int, manifest) -> None:
     folds = sorted({r.fold for r in records})
     if fold != -1 and fold not in folds:
         raise ValueError(f"{manifest}: no record in fold {fold}; its folds are {folds} (-1: use every record)")
+
+
+def held_out(records: list[Record], manifest, fold: int = -1, split: str | None = None) -> list[bool]:
+    """Per record, whether it is held out: in ``fold`` (-1: none), or in the official ``split``
+    (e.g. "eval": train on the others). Both at once is an error, and so is a fold or split the
+    manifest does not have (a typo would hold out nothing, or test on nothing)."""
+    if split is not None:
+        if fold != -1:
+            raise ValueError(f"hold out a fold or a split, not both (fold {fold}, split {split!r})")
+        splits = sorted({r.split for r in records if r.split is not None})
+        if split not in splits:
+            raise ValueError(f"{manifest}: no record in split {split!r}; its splits are {splits or 'none'}")
+        return [r.split == split for r in records]
+    check_fold(records, fold, manifest)
+    return [r.fold == fold for r in records]
 
 
 def check_disjoint(study: str | Path, study_records: list[Record], others: dict[str, list[Record]]) -> None:
@@ -196,11 +223,15 @@ def _check(record: dict, where: str) -> None:
             bad(f"level.{dim}", f"one of {list(LEVELS)}")
     if isinstance(record["fold"], bool) or not isinstance(record["fold"], int):
         bad("fold", "an integer")
-    if not isinstance(record["categories"], list):
-        bad("categories", "a list of distortion names")
-    unknown = [c for c in record["categories"] if c not in DISTORTIONS]
-    if unknown:
-        raise ValueError(f"{where}: field 'categories': unknown names {unknown}")
+    if record["categories"] is not None:  # null: not labelled
+        if not isinstance(record["categories"], list):
+            bad("categories", "a list of distortion names, or null (not labelled)")
+        unknown = [c for c in record["categories"] if c not in DISTORTIONS]
+        if unknown:
+            raise ValueError(f"{where}: field 'categories': unknown names {unknown}")
+    for name in ("generator", "split"):
+        if record.get(name) is not None and not isinstance(record[name], str):
+            bad(name, "a string")
     for name in ("num_frames", "fps", "width", "height"):
         value = record.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
@@ -224,7 +255,9 @@ def _value(record: dict, dotted: str):
 
 
 def _inside(root: Path, rel: str, where: str, name: str) -> Path:
-    target = (root / rel).resolve()
+    # Lexically ("../" is resolved, symbolic links are not): a manifest may link to its videos
+    # (`lmmeval import-gen3dhf` does by default), but its paths may not climb out of its folder.
+    target = Path(os.path.normpath(root / rel))
     if Path(rel).is_absolute() or not target.is_relative_to(root):
         raise ValueError(f"{where}: field {name!r} = {rel!r} points outside the manifest's folder")
     return target

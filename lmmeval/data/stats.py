@@ -63,8 +63,12 @@ def summarize(records: list[Record]) -> dict:
         | {"videos": sum(r.generator == g for r in records)}
         for g in gens
     }
-    counts = Counter(c for r in records for c in r.categories)
+    counts = Counter(c for r in records if r.labelled for c in r.categories)
     out["categories"] = {c: counts.get(c, 0) for c in DISTORTIONS}
+    out["categories_not_labelled"] = sum(not r.labelled for r in records)
+    splits = Counter(r.split for r in records if r.split is not None)
+    if splits:
+        out["splits"] = dict(sorted(splits.items()))
     return out
 
 
@@ -80,7 +84,8 @@ def format_report(summary: dict, checks: dict | None = None) -> str:
     for g, v in summary["generators"].items():
         lines.append(f"{g:<26}{v['videos']:>7}{v['quality']:>9.1f}{v['authenticity']:>10.1f}")
     lines.append("")
-    lines.append("distortion categories (videos):")
+    lines.append("distortion categories (videos):" + (f" {summary['categories_not_labelled']} not labelled"
+                                                       if summary.get("categories_not_labelled") else ""))
     for c, n in summary["categories"].items():
         lines.append(f"  {c:<36}{n:>5}")
     if summary.get("rejected_subjects"):

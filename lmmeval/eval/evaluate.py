@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.manifest import Record, load_manifest
+from ..data.manifest import Record, held_out, load_manifest
 from ..data.saliency_maps import load_saliency_png, points_to_fixation_map
 from ..inference.assessor import Assessor
 from ..labels import DIMENSIONS, DISTORTIONS, SCORE_RANGE
@@ -74,7 +74,14 @@ def evaluate(assessor: Assessor, records: list[Record], batch_size: int = 4, pro
     return report
 
 
-def _distortion_report(pred: list[list[str]], true: list[list[str]]) -> dict:
+def _distortion_report(pred: list[list[str]], true: list[list[str] | None]) -> dict:
+    """Exact-set accuracy and per-category precision / recall over the records whose categories are
+    labelled (``true`` None: not labelled, counted in ``not_labelled``)."""
+    labelled = [(p, t) for p, t in zip(pred, true) if t is not None]
+    unlabelled = len(true) - len(labelled)
+    if not labelled:
+        return {"exact_set_accuracy": None, "per_category": {}, "not_labelled": unlabelled}
+    pred, true = [p for p, _ in labelled], [t for _, t in labelled]
     per = {}
     for c in DISTORTIONS:
         tp = sum(c in p and c in t for p, t in zip(pred, true))
@@ -83,7 +90,7 @@ def _distortion_report(pred: list[list[str]], true: list[list[str]]) -> dict:
         per[c] = {"precision": tp / (tp + fp) if tp + fp else None, "recall": tp / (tp + fn) if tp + fn else None,
                   "support": tp + fn}
     return {"exact_set_accuracy": float(np.mean([sorted(p) == sorted(t) for p, t in zip(pred, true)])),
-            "per_category": per}
+            "per_category": per, "not_labelled": unlabelled}
 
 
 def _saliency_report(preds, records) -> dict:
@@ -132,10 +139,14 @@ def write_report(report: dict, out_dir: Path, records: list[Record], title: str,
         if d.get("note"):
             lines.append(f"\n{dim}: {d['note']}\n")
     dist = report["distortions"]
-    lines += ["", f"Distortion categories: exact-set accuracy **{dist['exact_set_accuracy']:.3f}**", "",
-              "| category | precision | recall | support |", "| --- | --- | --- | --- |"]
-    for c, v in dist["per_category"].items():
-        lines.append(f"| {c} | {fmt(v['precision'])} | {fmt(v['recall'])} | {v['support']} |")
+    if dist["exact_set_accuracy"] is None:
+        lines += ["", f"Distortion categories: not labelled ({dist['not_labelled']} videos), so not evaluated."]
+    else:
+        unlabelled = f" ({dist['not_labelled']} videos not labelled, left out)" if dist["not_labelled"] else ""
+        lines += ["", f"Distortion categories: exact-set accuracy **{dist['exact_set_accuracy']:.3f}**{unlabelled}", "",
+                  "| category | precision | recall | support |", "| --- | --- | --- | --- |"]
+        for c, v in dist["per_category"].items():
+            lines.append(f"| {c} | {fmt(v['precision'])} | {fmt(v['recall'])} | {v['support']} |")
     s = report["saliency"]
     if s["views"]:
         lines += ["", f"Saliency over {s['views']} annotated views: AUC-Judd {s['auc_judd']:.3f}, NSS {s['nss']:.3f}, "
@@ -188,12 +199,18 @@ def _plots(report: dict, out_dir: Path, records: list[Record]) -> None:
 
 
 def run(model: str | None, manifest: str, fold: int, out_dir: str, base: str | None = None, device: str | None = None,
-        batch_size: int = 4, command: str | None = None) -> dict:
+        batch_size: int = 4, command: str | None = None, split: str | None = None) -> dict:
+    """Evaluate on ``manifest``'s ``fold`` (-1: every record) or, instead, its official ``split``."""
     commit = git_commit()  # the code this run imported, taken before the (possibly long) evaluation
-    records = [r for r in load_manifest(manifest) if fold < 0 or r.fold == fold]
+    all_records = load_manifest(manifest)
+    if split is None and fold < 0:
+        records, part = all_records, "every record"
+    else:
+        records = [r for r, test in zip(all_records, held_out(all_records, manifest, fold, split)) if test]
+        part = f"split {split}" if split is not None else f"fold {fold}"
     if not records:
-        raise ValueError(f"{manifest}: no records in fold {fold}")
+        raise ValueError(f"{manifest}: no records in {part}")
     assessor = Assessor.from_pretrained(model, device=device, base=base)
     report = evaluate(assessor, records, batch_size=batch_size)
     return write_report(report, Path(out_dir), records,
-                        f"Evaluation of {model or 'the demo checkpoint'} on fold {fold}", command, commit)
+                        f"Evaluation of {model or 'the demo checkpoint'} on {part}", command, commit)

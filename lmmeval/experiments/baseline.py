@@ -9,6 +9,7 @@ not inputs. No saliency.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,9 +70,11 @@ def normalise(frames: torch.Tensor) -> torch.Tensor:
 
 
 def targets(records: list[Record]) -> tuple[torch.Tensor, torch.Tensor]:
-    """MOS (n, 2) on the MOS scale and category indicators (n, 8) of manifest records."""
+    """MOS (n, 2) on the MOS scale and category indicators (n, 8) of manifest records (a row of NaN
+    where the categories are not labelled: ``label_loss`` and the metrics leave it out)."""
     mos = torch.tensor([[r.mos[d] for d in DIMENSIONS] for r in records], dtype=torch.float32)
-    cats = torch.tensor([[c in r.categories for c in CATEGORIES] for r in records], dtype=torch.float32)
+    cats = torch.tensor([[c in r.categories for c in CATEGORIES] if r.labelled else [math.nan] * len(CATEGORIES)
+                         for r in records], dtype=torch.float32)
     return mos, cats
 
 
@@ -85,7 +88,9 @@ def label_loss(scores: torch.Tensor, logits: torch.Tensor, mos: torch.Tensor, ca
     """L1 on MOS (in units of the scale's width) + BCE on the eight categories: the baseline's loss,
     shared by the probes and stage 0."""
     width = SCORE_RANGE[1] - SCORE_RANGE[0]
-    return F.l1_loss(scores / width, mos / width) + F.binary_cross_entropy_with_logits(logits, cats)
+    labelled = ~torch.isnan(cats[:, 0])
+    bce = F.binary_cross_entropy_with_logits(logits[labelled], cats[labelled]) if labelled.any() else logits.sum() * 0
+    return F.l1_loss(scores / width, mos / width) + bce
 
 
 def train_baseline(records: list[Record], sampling, geometry, config: BaselineConfig = BaselineConfig()) -> FrameCNN:

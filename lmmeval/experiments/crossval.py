@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from ..data.manifest import Record, check_disjoint, load_manifest
+from ..data.manifest import Record, check_disjoint, load_manifest, synth_seed
 from ..eval.evaluate import evaluate, score_report
 from ..inference.assessor import Assessor
 from ..labels import DIMENSIONS
@@ -28,7 +29,14 @@ SALIENCY_KEYS = ("auc_judd", "nss", "cc", "sim", "kld")
 
 
 # Keys each fold sets itself: a stage override may not change them.
-FOLD_KEYS = ("manifest", "output_dir", "fold", "init_from", "extra_manifests")
+FOLD_KEYS = ("manifest", "output_dir", "fold", "split", "init_from", "extra_manifests")
+DEFAULT_CONFIGS = ("configs/tiny/stage1.yaml", "configs/tiny/stage2.yaml", "configs/tiny/stage3.yaml")
+
+
+def _model_name(stage1_config: Path) -> str:
+    """What the table calls the model: its stage-1 base ("tiny preset" for preset:tiny)."""
+    base = str(load_train_config(stage1_config, {"steps": 1}).base)
+    return f"{base.removeprefix('preset:')} preset" if base.startswith("preset:") else Path(base).name
 
 
 def stage_overrides_from(items: list[str]) -> dict[int, dict]:
@@ -54,8 +62,9 @@ def run_fold(manifest: Path, records: list[Record], fold: int, work: Path, confi
     shutil.rmtree(work, ignore_errors=True)
     final = None
     for stage, cfg_path in enumerate(configs, start=1):
+        # The fold is held out, not an official split the config may name (the 7B configs hold out "eval").
         overrides = {"manifest": str(manifest), "output_dir": str(work / f"stage{stage}"), "fold": fold,
-                     "extra_manifests": list(extra_train or [])}
+                     "split": None, "extra_manifests": list(extra_train or [])}
         if stage == 1 and base:
             overrides["base"] = str(base)
         if stage > 1:
@@ -66,7 +75,7 @@ def run_fold(manifest: Path, records: list[Record], fold: int, work: Path, confi
         final = run_stage(load_train_config(cfg_path, overrides), deepspeed, progress=False)
     test = [r for r in records if r.fold == fold]
     train = [r for r in records if r.fold != fold]
-    assessor = Assessor.from_pretrained(final, device="cpu")
+    assessor = Assessor.from_pretrained(final)  # on the GPU where there is one
     report = evaluate(assessor, test, progress=False)
     # The baseline sees the frames the assessor sees: its sampling, in its patch geometry.
     sampling, geometry = assessor.config.sampling, assessor.parts.geometry
@@ -76,8 +85,9 @@ def run_fold(manifest: Path, records: list[Record], fold: int, work: Path, confi
     for j, dim in enumerate(DIMENSIONS):
         mos = [r.mos[dim] for r in test]
         base[dim] = score_report(scores[:, j], mos)
-    base["distortions"] = {"exact_set_accuracy": float(np.mean([sorted(c) == sorted(r.categories)
-                                                                for c, r in zip(categories, test)]))}
+    labelled = [(c, r) for c, r in zip(categories, test) if r.labelled]
+    base["distortions"] = {"exact_set_accuracy": float(np.mean([sorted(c) == sorted(r.categories) for c, r in labelled]))
+                           if labelled else None}
     return {"assessor": report, "baseline": base}
 
 
@@ -127,8 +137,9 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     such as {2: {"pairwise_weight": 0.5}}. ``extra_train``: more studies (manifests) that every
     stage of every fold also trains on whole, e.g. stage 0's corpus; they must be disjoint from
     ``manifest``. The baseline keeps to each fold's training videos."""
-    configs = [Path(c) for c in (configs or ["configs/tiny/stage1.yaml", "configs/tiny/stage2.yaml",
-                                             "configs/tiny/stage3.yaml"])]
+    configs = [Path(c) for c in (configs or DEFAULT_CONFIGS)]
+    if len(configs) != 3:
+        raise ValueError(f"cross-validation runs the three stages: give three stage configs, got {len(configs)}")
     stage_overrides = stage_overrides or {}
     for stage, keys in stage_overrides.items():
         if stage not in range(1, len(configs) + 1):
@@ -162,7 +173,7 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
         (work / f"fold{k}" / "result.json").write_text(json.dumps(result, indent=2))
         print(f"fold {k + 1}/{folds} done: {fold_summary(result)}", flush=True)
         results.append(result)
-    label = "LMME3DHF, tiny preset" + (f", base {base}" if base else "")
+    label = f"LMME3DHF, {_model_name(configs[0])}" + (f", base {base}" if base else "")
     if extra_train:
         label += f", + {n_extra} training videos of {' + '.join(extra_train)}"
     label += "".join(f", {stage}.{k}={v}" for stage, keys in sorted(stage_overrides.items()) for k, v in keys.items())
@@ -179,10 +190,14 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
         if extra_train:
             tower += (f"; stages 1-3 also train on the {n_extra} videos of "
                       f"{' + '.join(f'`{path}`' for path in extra_train)}, the baseline on each fold's own only")
+        synthetic = synth_seed(manifest) is not None  # rendered by `lmmeval synth`, folds by generator
+        title = "on the synthetic benchmark" if synthetic else f"on {manifest}"
+        device = "GPU" if torch.cuda.is_available() else "CPU"
         Path(results_md).write_text(
-            f"# Cross-validation on the synthetic benchmark (generated)\n\n"
-            f"{folds}-fold cross-validation (folds stratified by generator) on {len(records)} synthetic videos, "
-            f"tiny preset, {tower}, CPU. Produced by `{command}` starting at commit `{out['commit']}`, in "
-            f"{out['minutes']:.0f} minutes; per-fold numbers in `{per_fold}`. Written whole by the command; "
-            f"the discussion is in `docs/results.md`.\n\n{out['table']}\n")
+            f"# Cross-validation {title} (generated)\n\n"
+            f"{folds}-fold cross-validation ({'folds stratified by generator' if synthetic else 'the manifest folds'})"
+            f" on {len(records)} {'synthetic ' if synthetic else ''}videos, {_model_name(configs[0])}, {tower}, "
+            f"{device}. Produced by `{command}` "
+            f"starting at commit `{out['commit']}`, in {out['minutes']:.0f} minutes; per-fold numbers in "
+            f"`{per_fold}`. Written whole by the command; the discussion is in `docs/results.md`.\n\n{out['table']}\n")
     return out

@@ -161,7 +161,9 @@ def heldout_metrics(model: Probe, inputs: dict, mos: torch.Tensor, cats: torch.T
     # A constant prediction (an encoder that has learnt nothing yet) has no rank correlation: None.
     out = {f"{d}_srcc": srcc(scores[:, j].numpy(), mos[:, j].numpy()) if scores[:, j].std() > 0 else None
            for j, d in enumerate(DIMENSIONS)}
-    out["exact_set_accuracy"] = float(((logits > 0).float() == cats).all(1).float().mean())
+    labelled = ~torch.isnan(cats[:, 0])  # records whose categories are known
+    out["exact_set_accuracy"] = (float(((logits[labelled] > 0).float() == cats[labelled]).all(1).float().mean())
+                                 if labelled.any() else None)
     return out
 
 

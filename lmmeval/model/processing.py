@@ -91,7 +91,8 @@ def build_batch(processor, visuals, tasks: tuple[str, ...] = LEVEL_TASKS, answer
 
     Each answer continues its stem directly, e.g. " good." or " Eye Distortions.",
     and is followed by ``<|im_end|>``; the labels cover the answer and the end token
-    (the stem is part of the prompt, so the model learns to fill it, not repeat it).
+    (the stem is part of the prompt, so the model learns to fill it, not repeat it). An answer
+    of None leaves its sequence a bare prompt with no labels (an unlabelled target).
     ``pixels`` (``preprocess_videos``'s dict, or one built the same way, e.g. by the
     differentiable reward) replaces preprocessing ``visuals``, which may then be None.
     """
@@ -107,8 +108,9 @@ def build_batch(processor, visuals, tasks: tuple[str, ...] = LEVEL_TASKS, answer
         for task in tasks:
             text = question_prompt(processor, task).replace(processor.video_token, video_tokens)
             if answers is not None:
-                suffix = answers[b][task] + "<|im_end|>"
-                suffix_lens.append(len(tokenizer(suffix, add_special_tokens=False)["input_ids"]))
+                answer = answers[b][task]
+                suffix = answer + "<|im_end|>" if answer is not None else ""
+                suffix_lens.append(len(tokenizer(suffix, add_special_tokens=False)["input_ids"]) if suffix else 0)
                 text += suffix
             texts.append(text)
     tokenizer.padding_side = "left"

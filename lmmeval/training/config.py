@@ -6,6 +6,7 @@ exact command that runs them and comment every knob.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,15 +31,21 @@ class TrainConfig:
     base: str | None = None  # stage 1: base Qwen2.5-VL folder, or "preset:NAME" (random weights, e.g. preset:tiny)
     init_from: str | None = None  # stages 2 and 3: the previous stage's final/ folder
     fold: int = -1  # held-out fold (not trained on); -1 trains on every record
+    split: str | None = None  # or a held-out official split, e.g. "eval" (Gen3DHF): train on the others
     # More studies trained on whole (their folds ignored), e.g. stage 0's corpus; each must be
     # disjoint from `manifest` (checked: render seed and file hashes), whose held-out fold is tested.
     extra_manifests: list[str] = field(default_factory=list)
-    steps: int = 100  # optimizer steps
-    batch_size: int = 2  # samples per micro-batch
+    # How long: `steps` (optimizer steps) or `epochs` (passes over the training records, turned into
+    # steps from the record count, world size, micro-batch and accumulation), one of the two.
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 2  # samples per micro-batch (per process)
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-4
     weight_decay: float = 0.0
-    warmup_steps: int = 10
+    # Linear warm-up: `warmup_steps`, or `warmup_ratio` of all steps; neither: 10 steps.
+    warmup_steps: int | None = None
+    warmup_ratio: float | None = None
     max_grad_norm: float = 1.0
     lm_weight: float = 0.0  # stage 2: weight of the language-model loss kept next to the L1 regression loss
     pairwise_weight: float = 0.0  # stage 2: weight of a Bradley-Terry ranking loss over the batch's pairs
@@ -64,21 +71,61 @@ class TrainConfig:
             # A YAML typo such as "flase" is a string, which is truthy: it would switch the knob on.
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        STAGES[self.stage].check(self)  # what only this stage needs or allows
         if not isinstance(self.extra_manifests, list) or not all(isinstance(m, str) for m in self.extra_manifests):
             raise ValueError(f"extra_manifests must be a list of manifest paths, got {self.extra_manifests!r}")
         if repeated := sorted({m for m in self.extra_manifests if self.extra_manifests.count(m) > 1}):
             # Named twice, its videos would silently count twice.
             raise ValueError(f"extra_manifests names {', '.join(repeated)} more than once")
-        for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "keep_checkpoints"):
+        for name in ("batch_size", "grad_accum", "save_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        STAGES[self.stage].check(self)  # what only this stage needs or allows
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError(f"give one of 'steps' and 'epochs' (got steps={self.steps}, epochs={self.epochs})")
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1):
+            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
+        if self.epochs is not None and not (isinstance(self.epochs, (int, float)) and self.epochs > 0):
+            raise ValueError(f"epochs must be a number > 0, got {self.epochs!r}")
+        if self.warmup_steps is not None and self.warmup_ratio is not None:
+            raise ValueError("give one of 'warmup_steps' and 'warmup_ratio', not both")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.warmup_ratio is not None and not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.split is not None and self.fold != -1:
+            raise ValueError(f"hold out a fold or a split, not both (fold {self.fold}, split {self.split!r})")
+
+    def total_steps(self, records: int, world: int = 1) -> int:
+        """Optimizer steps of the run: ``steps``, or ``epochs`` over ``records`` training records with
+        ``world`` processes each taking ``batch_size`` records per micro-batch, ``grad_accum`` per step."""
+        if self.steps is not None:
+            return self.steps
+        per_step = self.batch_size * world * self.grad_accum
+        return max(1, math.ceil(self.epochs * records / per_step))
+
+    def warmup(self, total_steps: int) -> int:
+        """Warm-up steps of a run of ``total_steps``."""
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        if self.warmup_ratio is not None:
+            return round(self.warmup_ratio * total_steps)
+        return 10
+
+
+# Keys that say the same thing two ways: an override of one replaces the file's other.
+_ALTERNATIVES = (("steps", "epochs"), ("warmup_steps", "warmup_ratio"))
 
 
 def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
-    """Read a stage's YAML; ``overrides`` (e.g. from the command line) replace its keys."""
-    data = read_yaml(path) | (overrides or {})
-    return build_dataclass(TrainConfig, data, str(path), _NESTED)
+    """Read a stage's YAML; ``overrides`` (e.g. from the command line) replace its keys. Overriding
+    ``steps`` replaces the file's ``epochs`` and the other way round (and so for the warm-up)."""
+    data = read_yaml(path)
+    overrides = overrides or {}
+    for pair in _ALTERNATIVES:
+        for key, other in (pair, pair[::-1]):
+            if key in overrides and other not in overrides:
+                data.pop(other, None)
+    return build_dataclass(TrainConfig, data | overrides, str(path), _NESTED)
 
 
 def parse_overrides(items: list[str]) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.manifest import check_disjoint, check_fold, load_manifest
+from ..data.manifest import check_disjoint, held_out, load_manifest
 from ..model import factory
 from .config import TrainConfig
 from .data import ManifestData
@@ -52,16 +52,36 @@ class StageRecipe:
         return self.export()
 
     def setup_data(self) -> None:
-        """The training records: the manifest minus its held-out fold, plus any extra studies."""
+        """The training records: the manifest minus its held-out fold or split, plus any extra
+        studies, less those the stage cannot train on; the questions; the run's length in steps."""
         config = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
         all_records = load_manifest(config.manifest)
-        check_fold(all_records, config.fold, config.manifest)
-        self.records = [r for r in all_records if r.fold != config.fold]
+        out = held_out(all_records, config.manifest, config.fold, config.split)
+        records = [r for r, test in zip(all_records, out) if not test]
         if config.extra_manifests:
             extra = {path: load_manifest(path) for path in config.extra_manifests}
-            check_disjoint(config.manifest, all_records, extra)  # else the held-out fold could leak in
-            self.records += [r for study in extra.values() for r in study]
+            check_disjoint(config.manifest, all_records, extra)  # else the held-out records could leak in
+            records += [r for study in extra.values() for r in study]
+        self.records = [r for r in records if self.stage.trains_on(r)]
+        if len(self.records) < len(records):
+            print(f"stage {config.stage}: {len(records) - len(self.records)} of {len(records)} training records "
+                  f"have no {self.stage.needs} and are left out", flush=True)
+        if not self.records:
+            raise ValueError(f"{config.manifest}: no training record for stage {config.stage} "
+                             f"({self.stage.description}) after holding out fold {config.fold} / split {config.split}")
+        self.tasks = self.stage.tasks(config)
+        if "distortions" in self.tasks and not any(r.labelled for r in self.records):
+            # No record has labelled distortion categories (e.g. Gen3DHF): the question teaches nothing.
+            self.tasks = tuple(t for t in self.tasks if t != "distortions")
+            print(f"stage {config.stage}: no training record has labelled distortion categories; the distortion "
+                  "question is not asked", flush=True)
+        self.steps = config.total_steps(len(self.records), self.world)
+        self.warmup = config.warmup(self.steps)
+        if config.epochs is not None:
+            print(f"stage {config.stage}: {config.epochs:g} epoch(s) of {len(self.records)} records = {self.steps} "
+                  f"steps (micro-batch {config.batch_size} x {self.world} process(es) x accumulation "
+                  f"{config.grad_accum})", flush=True)
         earlier = sorted(p.name for p in self.ckpt_root.glob("step*")) if not self.resume else []
         if earlier:
             # A fresh run would interleave its checkpoints with these (and fail renaming onto one).
@@ -80,7 +100,7 @@ class StageRecipe:
                 gradient_checkpointing_kwargs={"use_reentrant": False})
         self.params = self.stage.trainable(self.model)
         self.data = ManifestData(self.records, self.model.processor, self.model.config.sampling, self.model.geometry,
-                                 self.stage.tasks(config), seed=config.seed, with_saliency=self.stage.with_saliency,
+                                 self.tasks, seed=config.seed, with_saliency=self.stage.with_saliency,
                                  group_by_length=config.group_by_length,
                                  global_batch=config.batch_size * self.world)
 
@@ -92,7 +112,7 @@ class StageRecipe:
         config = self.config
         params = list(self.params.values())
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(self.steps, self.warmup))
         self.ds_config = _deepspeed_config(self.deepspeed_path, config, self.device.type == "cuda")
         self.engine, _, _, _ = deepspeed.initialize(model=self.model.network, optimizer=optimizer,
                                                     lr_scheduler=self.scheduler, model_parameters=params,
@@ -112,10 +132,10 @@ class StageRecipe:
         log = _StepLog(self.out_dir / "log.csv", append=self.resume)
         order = self.data.order(self.epoch)
         started = time.time()
-        bar = tqdm(total=config.steps, initial=self.step, desc=f"stage {config.stage}", unit="step",
+        bar = tqdm(total=self.steps, initial=self.step, desc=f"stage {config.stage}", unit="step",
                    disable=not self.progress or rank)
         global_batch = config.batch_size * self.world
-        while self.step < config.steps:
+        while self.step < self.steps:
             sums: dict[str, float] = {}
             for _ in range(config.grad_accum):
                 if self.pos + global_batch > len(order):  # next epoch, new seeded order
@@ -138,11 +158,11 @@ class StageRecipe:
             self.step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{sums['loss']:.4f}")
-            if rank == 0 and (self.step % config.log_every == 0 or self.step == config.steps):
+            if rank == 0 and (self.step % config.log_every == 0 or self.step == self.steps):
                 log.write({**{k: f"{v:.6f}" for k, v in sums.items()}, "step": self.step, "epoch": self.epoch,
                            "lr": f"{self.scheduler.get_last_lr()[0]:.3e}", "seconds": f"{time.time() - started:.1f}",
                            "peak_gib": f"{_peak_gib(self.device):.2f}"})
-            if self.step % config.save_every == 0 and self.step < config.steps:
+            if self.step % config.save_every == 0 and self.step < self.steps:
                 _save(self.engine, self.ckpt_root, self.step, self.epoch, self.pos, config.keep_checkpoints)
         bar.close()
 
@@ -218,11 +238,11 @@ def _deepspeed_config(path: str | None, config: TrainConfig, on_gpu: bool) -> di
     return ds
 
 
-def _lr_lambda(config: TrainConfig):
+def _lr_lambda(steps: int, warmup: int):
     def factor(step: int) -> float:  # linear warm-up, then cosine decay to 10 %
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     return factor
 

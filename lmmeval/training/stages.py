@@ -24,6 +24,11 @@ class Stage:
     number: int
     description: str
     with_saliency = False  # batches carry saliency targets and the forward pass computes maps
+    needs = ""  # what a record must have for this stage to train on it (see trains_on)
+
+    def trains_on(self, record) -> bool:
+        """Whether this stage can learn from ``record`` (every stage but the saliency one: any)."""
+        return True
 
     def check(self, config: TrainConfig) -> None:
         """Stage-specific config errors (``ValueError``)."""
@@ -145,6 +150,10 @@ class SaliencyTraining(Stage):
 
     number, description = 3, "saliency decoder"
     with_saliency = True
+    needs = "saliency maps (views)"
+
+    def trains_on(self, record) -> bool:
+        return bool(record.views)
 
     def check(self, config: TrainConfig) -> None:
         super().check(config)
