@@ -87,7 +87,7 @@ def _score(args: argparse.Namespace) -> int:
     options = dict(batch_size=args.batch_size, csv_path=args.csv, saliency_dir=args.saliency_dir,
                    overlay=args.overlay, masks_dir=args.masks, mask_threshold=args.mask_threshold,
                    mask_dilate=args.mask_dilate, low_confidence_entropy=args.low_confidence, progress=not args.quiet,
-                   workers=args.workers)
+                   workers=args.workers, keep_failed=args.keep_failed)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun / deepspeed launcher: one shard per rank
         from .inference.scoring import score_distributed
 
@@ -110,8 +110,10 @@ def _score(args: argparse.Namespace) -> int:
         if args.compile:
             assessor.compile()
         summary = score_files(assessor, args.inputs, args.out, resume=args.resume, **options)
-    print(f"{summary.total} inputs: {summary.scored} scored ({summary.low_confidence} flagged low-confidence), "
-          f"{summary.failed} failed, {summary.skipped} already in {args.out} (resume)")
+    retried = f", {summary.retried} of them failed before" if summary.retried else ""
+    print(f"{summary.total} inputs: {summary.scored_now} scored now{retried}, {summary.kept} already in {args.out}; "
+          f"{args.out} holds {summary.results - summary.failed} scored ({summary.low_confidence} flagged "
+          f"low-confidence) and {summary.failed} failed")
     if summary.failed:
         print(f"failed inputs are listed with their 'error' in {args.out}", file=sys.stderr)
     return 1 if summary.failed else 0
@@ -221,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and write one JSON line per input: id, path, quality and authenticity (MOS scale "
                                    f"{SCORE_RANGE[0]:g}-{SCORE_RANGE[1]:g}), their text levels and level probabilities, distortion categories, runtime. "
                                    "A failing input gets a line with its error and the run continues; the exit status "
-                                   "is 1 if any input failed.",
+                                   "is 1 if the results file holds a failure (earlier runs' included, after --resume).",
                        epilog="Examples:\n"
                               "  lmmeval score renders/ --out results.jsonl                 # the embedded demo model\n"
                               "  lmmeval score renders/ --model ckpt/ --base Qwen2.5-VL-7B-Instruct/ --out r.jsonl --csv r.csv\n"
@@ -243,7 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--low-confidence", type=float, default=1.2, metavar="NATS",
                    help="flag rows whose level distribution has more entropy than this in a dimension "
                         "(default 1.2; uniform over 5 levels is 1.609)")
-    p.add_argument("--resume", action="store_true", help="skip inputs already in --out (a torn last line is dropped)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue into --out: skip inputs already scored there, score again those that failed "
+                        "(a torn last line is dropped)")
+    p.add_argument("--keep-failed", action="store_true",
+                   help="with --resume, also skip inputs that failed before (their error rows stay)")
     p.add_argument("--batch-size", type=int, default=4, help="inputs per forward pass (default 4)")
     p.add_argument("--workers", type=int, default=0,
                    help="decode the next batches in this many worker processes while the model runs (default 0)")

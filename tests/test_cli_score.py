@@ -46,7 +46,7 @@ def test_score_folder_with_broken_file(checkpoint, folder, tmp_path, capsys):
     assert len(list((tmp_path / "maps").rglob("*.overlay.gif"))) == 2  # the two videos
     with open(tmp_path / "r.csv") as f:
         assert len(list(csv.DictReader(f))) == 4
-    assert "3 scored (3 flagged low-confidence), 1 failed" in capsys.readouterr().out  # untrained: flat levels
+    assert "holds 3 scored (3 flagged low-confidence) and 1 failed" in capsys.readouterr().out  # untrained: flat levels
 
 
 def test_resume_skips_done_inputs_and_drops_a_torn_line(checkpoint, folder, tmp_path):
@@ -64,16 +64,16 @@ def test_resume_skips_done_inputs_and_drops_a_torn_line(checkpoint, folder, tmp_
 
 def test_resume_refuses_a_file_that_is_not_a_results_file(tmp_path):
     """A complete line that is not a result row stops the resume with its line number; nothing is cut."""
-    from lmmeval.inference.scoring import read_done
+    from lmmeval.inference.scoring import read_rows
 
     out = tmp_path / "notes.jsonl"
     text = '{"path": "a.mp4"}\nsome notes\n{"path": "b.mp4"}\n'
     out.write_text(text)
     with pytest.raises(ValueError, match=r"notes.jsonl:2: not a result row"):
-        read_done(out)
+        read_rows(out)
     assert out.read_text() == text
     out.write_text('{"path": "a.mp4"}\n{"path": "b.m')  # torn last line: dropped
-    assert read_done(out) == {"a.mp4"} and out.read_text() == '{"path": "a.mp4"}\n'
+    assert read_rows(out) == {"a.mp4": {"path": "a.mp4"}} and out.read_text() == '{"path": "a.mp4"}\n'
 
 
 def test_score_help_explains(capsys):
@@ -115,4 +115,20 @@ def test_torchrun_shards_inputs_and_merges_one_output(checkpoint, synthetic_raw,
     assert [r["id"] for r in rows] == ["broken.mp4"] + [f"v{i}.mp4" for i in range(5)]  # input order, once each
     assert sum(r["error"] is not None for r in rows) == 1
     assert not list(tmp_path.glob("r.jsonl.rank*"))  # shards merged and removed
-    assert "5 scored" in done.stdout and "1 failed" in done.stdout
+    assert "holds 5 scored" in done.stdout and "and 1 failed" in done.stdout
+
+
+def test_resume_takes_failed_rows_out_of_the_file_to_score_them_again(tmp_path):
+    from lmmeval.inference.scoring import file_counts, resume_rows
+
+    out = tmp_path / "r.jsonl"
+    rows = [{"path": "a", "error": None, "low_confidence": True}, {"path": "b", "error": "cannot decode"},
+            {"path": "c", "error": None, "low_confidence": False}]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    out.write_text(text)
+    assert file_counts(out) == (3, 1, 1)
+    kept, dropped = resume_rows(out, keep_failed=True)
+    assert set(kept) == {"a", "b", "c"} and dropped == 0 and out.read_text() == text
+    kept, dropped = resume_rows(out)
+    assert set(kept) == {"a", "c"} and dropped == 1
+    assert out.read_text() == json.dumps(rows[0]) + "\n" + json.dumps(rows[2]) + "\n"

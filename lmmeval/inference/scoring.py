@@ -35,21 +35,22 @@ def collect_inputs(paths: list[str | Path]) -> list[Path]:
     return unique
 
 
-def read_done(out_path: Path) -> set[str]:
-    """Paths already in a results file; a torn last line (killed mid-write) is cut off.
+def read_rows(out_path: Path) -> dict[str, dict]:
+    """The result rows of a results file, by input path; a torn last line (killed mid-write) is cut off.
 
     Any other line that is not a result row is an error naming the file and line:
     the file is left untouched rather than truncated there (it may be the wrong file).
     """
     if not out_path.exists():
-        return set()
+        return {}
     data = out_path.read_bytes()
-    done, keep = set(), 0
+    rows, keep = {}, 0
     for number, line in enumerate(data.splitlines(keepends=True), start=1):
         if not line.endswith(b"\n"):
             break  # torn: the writer died before the newline
         try:
-            done.add(json.loads(line)["path"])
+            row = json.loads(line)
+            rows[row["path"]] = row
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
             raise ValueError(f"{out_path}:{number}: not a result row of lmmeval score; refusing to resume "
                              "into this file") from None
@@ -57,27 +58,57 @@ def read_done(out_path: Path) -> set[str]:
     if keep != len(data):
         with open(out_path, "r+b") as f:
             f.truncate(keep)
-    return done
+    return rows
+
+
+def resume_rows(out_path: Path, keep_failed: bool = False) -> tuple[dict[str, dict], int]:
+    """(rows kept, failed rows dropped) of an interrupted or finished run's results file.
+
+    Failed rows are taken out of the file (rewritten whole, then renamed over it) so that their
+    inputs are scored again, unless ``keep_failed``. A torn last line is cut off."""
+    rows = read_rows(out_path)
+    failed = [p for p, r in rows.items() if r.get("error") is not None]
+    if keep_failed or not failed:
+        return rows, 0
+    kept = {p: r for p, r in rows.items() if r.get("error") is None}
+    tmp = out_path.with_name(out_path.name + ".resuming")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept.values()))
+    tmp.replace(out_path)  # atomic: the file holds the old rows or the kept ones, never half of them
+    return kept, len(failed)
 
 
 @dataclass
 class ScoreSummary:
-    total: int
-    skipped: int  # already in the output (resume)
-    scored: int
-    failed: int
-    low_confidence: int = 0  # scored rows flagged as uncertain
+    """A run, and the results file it leaves. The counts of the file (``results``, ``failed``,
+    ``low_confidence``) cover every row in it, earlier runs' included: what the exit status reports."""
+
+    total: int  # inputs of this run
+    kept: int  # rows kept from an earlier run (resume)
+    retried: int  # earlier failures scored again (resume)
+    scored_now: int  # inputs this run scored (or failed on)
+    results: int  # rows in the results file
+    failed: int  # rows with an error in the results file
+    low_confidence: int = 0  # rows flagged as uncertain in the results file
+
+
+def file_counts(out_path: Path) -> tuple[int, int, int]:
+    """(rows, failed rows, low-confidence rows) of a complete results file."""
+    rows = read_rows(out_path).values()
+    return len(rows), sum(r.get("error") is not None for r in rows), sum(bool(r.get("low_confidence")) for r in rows)
 
 
 def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Path, batch_size: int = 4,
                 resume: bool = False, csv_path: str | Path | None = None, saliency_dir: str | Path | None = None,
                 overlay: bool = False, masks_dir: str | Path | None = None, mask_threshold: float = 0.5,
                 mask_dilate: int = 3, low_confidence_entropy: float = 1.2, progress: bool = True,
-                files: list[Path] | None = None, also_done: set[str] = frozenset(), workers: int = 0) -> ScoreSummary:
+                files: list[Path] | None = None, also_done: set[str] = frozenset(), workers: int = 0,
+                keep_failed: bool = False) -> ScoreSummary:
     """Score ``inputs`` (files or folders) into ``out_path`` (JSON lines); see module docstring.
 
-    ``files`` (a shard of ``collect_inputs(inputs)``) restricts the run to those files, with ids
-    still relative to ``inputs``; ``also_done`` are paths finished elsewhere (skipped on resume).
+    With ``resume``, inputs already in the file are skipped, except those that failed, which are
+    scored again (``keep_failed``: skipped too). ``files`` (a shard of ``collect_inputs(inputs)``)
+    restricts the run to those files, with ids still relative to ``inputs``; ``also_done`` are paths
+    finished elsewhere (skipped on resume).
     """
     from tqdm import tqdm
 
@@ -88,11 +119,11 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
     files = collect_inputs(inputs) if files is None else files
     if not resume and out_path.exists():
         out_path.unlink()
-    done = (read_done(out_path) | set(also_done)) if resume else set()
+    kept, retried = resume_rows(out_path, keep_failed) if resume else ({}, 0)
+    done = set(kept) | set(also_done) if resume else set()
     todo = [f for f in files if str(f.resolve()) not in done]
     want_maps = saliency_dir is not None or masks_dir is not None
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    failed = uncertain = 0
     bar = tqdm(total=len(todo), desc="scoring", unit="input", disable=not progress)
     with open(out_path, "a") as out:
         # Decoding of the next batches runs ahead in worker processes when workers > 0.
@@ -105,7 +136,6 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
                 if r.ok:
                     # Low confidence: the level distribution of some dimension is too flat.
                     row["low_confidence"] = any(u["entropy"] > low_confidence_entropy for u in r.uncertainty.values())
-                    uncertain += row["low_confidence"]
                 if r.ok and want_maps:
                     try:
                         if saliency_dir is not None:
@@ -118,7 +148,6 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
                             row["mask"], row["refine_strength"] = str(mask_path), round(strength, 4)
                     except (OSError, ValueError) as err:
                         row["error"] = f"writing saliency outputs failed: {err}"
-                failed += row["error"] is not None
                 out.write(json.dumps(row) + "\n")  # one complete line at a time
                 out.flush()
                 os.fsync(out.fileno())
@@ -126,8 +155,9 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
     bar.close()
     if csv_path is not None:
         write_csv(out_path, Path(csv_path))
-    return ScoreSummary(total=len(files), skipped=len(files) - len(todo), scored=len(todo) - failed, failed=failed,
-                        low_confidence=uncertain)
+    results, failed, uncertain = file_counts(out_path)
+    return ScoreSummary(total=len(files), kept=len(files) - len(todo), retried=retried, scored_now=len(todo),
+                        results=results, failed=failed, low_confidence=uncertain)
 
 
 def _input_id(path: Path, roots: list[str | Path]) -> str:
@@ -162,28 +192,34 @@ def score_distributed(assessor_factory, inputs: list[str | Path], out_path: str 
     out_path = Path(out_path)
     files = collect_inputs(inputs)
     shard = out_path.with_name(f"{out_path.name}.rank{rank}-of-{world}")
-    merged_before = read_done(out_path) if resume and out_path.exists() else set()
+    keep_failed = kwargs.get("keep_failed", False)
+    before = read_rows(out_path) if resume and out_path.exists() else {}
+    # Earlier failures in the merged file are scored again (their new rows replace them at the merge).
+    merged_before = {p for p, r in before.items() if keep_failed or r.get("error") is None}
     dist.barrier()  # nobody may touch the merged file before everyone has read it
     assessor = assessor_factory(f"cuda:{local}" if cuda else "cpu")
     summary = score_files(assessor, inputs, shard, resume=resume, files=files[rank::world], also_done=merged_before,
                           progress=kwargs.pop("progress", True) and rank == 0, **kwargs)
-    counts = torch.tensor([summary.scored, summary.failed, summary.low_confidence], dtype=torch.long)
+    counts = torch.tensor([summary.scored_now, summary.retried], dtype=torch.long)
     dist.all_reduce(counts)
     dist.barrier()
     if rank == 0:
         _merge(out_path, [out_path.with_name(f"{out_path.name}.rank{r}-of-{world}") for r in range(world)], files)
     dist.barrier()
-    scored, failed, low = counts.tolist()
-    return ScoreSummary(total=len(files), skipped=len(files) - scored - failed, scored=scored, failed=failed,
-                        low_confidence=low)
+    scored_now, retried = counts.tolist()
+    results, failed, uncertain = file_counts(out_path)
+    retried += sum(r.get("error") is not None for r in before.values()) if not keep_failed else 0
+    return ScoreSummary(total=len(files), kept=len(files) - scored_now, retried=retried, scored_now=scored_now,
+                        results=results, failed=failed, low_confidence=uncertain)
 
 
 def _merge(out_path: Path, shards: list[Path], files: list[Path]) -> None:
-    """Complete lines of ``out_path`` and the shards, each input once, in input order."""
+    """Complete lines of the shards and ``out_path``, each input once (a shard's row, the newer, wins),
+    in input order."""
     rows: dict[str, str] = {}
-    for part in [out_path, *shards]:
+    for part in [*shards, out_path]:
         if part.exists():
-            read_done(part)  # cuts a torn last line
+            read_rows(part)  # cuts a torn last line
             for line in part.read_text().splitlines():
                 rows.setdefault(json.loads(line)["path"], line)
     order = {str(f.resolve()): i for i, f in enumerate(files)}

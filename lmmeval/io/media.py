@@ -6,6 +6,10 @@ uses PyAV's libx264, which ships inside the ``av`` wheel.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,6 +74,20 @@ class VideoDecodeError(ValueError):
         self.reason = reason
 
 
+@contextlib.contextmanager
+def _native_stderr_to(sink):
+    """Point file descriptor 2 at ``sink`` (a file) while native code runs: decord and FFmpeg print
+    "ERROR opening ..." lines for inputs that lmmeval then reports in its own words, once."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(sink.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _open_video(path: str | Path):
     import decord
 
@@ -78,10 +96,13 @@ def _open_video(path: str | Path):
         raise FileNotFoundError(f"{path}: no such video file")
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: file is empty (0 bytes)")
-    try:
-        reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-    except Exception as err:  # decord raises its own DECORDError for undecodable input
-        raise VideoDecodeError(path, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
+    decord.logging.set_level(decord.logging.QUIET)  # FFmpeg's own log lines
+    with tempfile.TemporaryFile() as native:
+        try:
+            with _native_stderr_to(native):
+                reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+        except Exception as err:  # decord raises its own DECORDError for undecodable input
+            raise VideoDecodeError(path, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
     if len(reader) == 0:
         raise ValueError(f"{path}: video has no frames")
     return reader
