@@ -76,14 +76,41 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score(args: argparse.Namespace) -> int:
+def _assessor_loader(args: argparse.Namespace):
+    """A function device -> Assessor, as the options of `score` and `evaluate` ask for it. A base
+    without a checkpoint is an error (a checkpoint's heads are trained for one base) unless
+    --untrained asks for fresh heads, whose scores mean nothing (each row's notes say so)."""
     from .inference.assessor import Assessor
-    from .inference.scoring import score_files
+
+    untrained = getattr(args, "untrained", False)
+    if untrained and (args.model or not args.base):
+        raise ValueError("--untrained builds fresh heads on --base: give --base and no --model")
+    if args.base and not args.model and not untrained:
+        raise ValueError(f"--base {args.base} needs a checkpoint trained on that base (--model DIR); the embedded demo "
+                         "checkpoint was trained on the tiny preset. --untrained scores with freshly initialised "
+                         "heads instead (their scores mean nothing)")
+
+    def load(device):
+        if untrained:
+            print(f"lmmeval: untrained heads on {args.base}: the scores mean nothing", file=sys.stderr)
+            assessor = Assessor.from_base(args.base, device=device, dtype=args.dtype, attention=args.attention)
+        else:
+            assessor = Assessor.from_pretrained(args.model, device=device, base=args.base, dtype=args.dtype,
+                                                attention=args.attention)
+        if getattr(args, "compile", False):
+            assessor.compile()
+        return assessor
+
+    return load
+
+
+def _score(args: argparse.Namespace) -> int:
+    from .inference.scoring import check_options, score_files
 
     if args.overlay and not args.saliency_dir:
         raise ValueError("--overlay needs --saliency-dir (where the overlays go)")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_options(args.batch_size, args.masks, args.mask_threshold, args.mask_dilate)
+    load_assessor = _assessor_loader(args)  # its argument errors now, before any input is looked at
     options = dict(batch_size=args.batch_size, csv_path=args.csv, saliency_dir=args.saliency_dir,
                    overlay=args.overlay, masks_dir=args.masks, mask_threshold=args.mask_threshold,
                    mask_dilate=args.mask_dilate, low_confidence_entropy=args.low_confidence, progress=not args.quiet,
@@ -92,13 +119,7 @@ def _score(args: argparse.Namespace) -> int:
         from .inference.scoring import score_distributed
 
         options.pop("csv_path")
-        def load(device):
-            assessor = Assessor.from_pretrained(args.model, device=device, base=args.base)
-            if args.compile:
-                assessor.compile()
-            return assessor
-
-        summary = score_distributed(load, args.inputs, args.out, resume=args.resume, **options)
+        summary = score_distributed(load_assessor, args.inputs, args.out, resume=args.resume, **options)
         if int(os.environ["RANK"]) != 0:
             return 1 if summary.failed else 0
         if args.csv:
@@ -106,10 +127,7 @@ def _score(args: argparse.Namespace) -> int:
 
             write_csv(Path(args.out), Path(args.csv))
     else:
-        assessor = Assessor.from_pretrained(args.model, device=args.device, base=args.base)
-        if args.compile:
-            assessor.compile()
-        summary = score_files(assessor, args.inputs, args.out, resume=args.resume, **options)
+        summary = score_files(load_assessor(args.device), args.inputs, args.out, resume=args.resume, **options)
     retried = f", {summary.retried} of them failed before" if summary.retried else ""
     print(f"{summary.total} inputs: {summary.scored_now} scored now{retried}, {summary.kept} already in {args.out}; "
           f"{args.out} holds {summary.results - summary.failed} scored ({summary.low_confidence} flagged "
@@ -123,8 +141,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .eval.evaluate import run
 
     fold = args.fold if args.fold is not None else (-1 if args.split else 0)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     run(args.model, args.manifest, fold, args.out, base=args.base, device=args.device, batch_size=args.batch_size,
-        command=args.command_line, split=args.split)
+        command=args.command_line, split=args.split, load_assessor=_assessor_loader(args))
     print((Path(args.out) / "report.md").read_text())
     return 0
 
@@ -233,8 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "                                    # one shard per GPU, merged into r.jsonl (resumable)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video/image files or folders")
     p.add_argument("--out", required=True, help="results file (JSON lines)")
-    p.add_argument("--model", help="checkpoint folder (default: the embedded synthetic-data demo checkpoint)")
-    p.add_argument("--base", help="base Qwen2.5-VL folder, overriding the one recorded in the checkpoint")
+    _model_options(p, untrained=True)
     p.add_argument("--csv", help="also write a flat CSV of the results here")
     p.add_argument("--saliency-dir", help="write a saliency heat map PNG per input here")
     p.add_argument("--overlay", action="store_true", help="also write heat maps over the frames (GIF for videos)")
@@ -253,7 +272,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="inputs per forward pass (default 4)")
     p.add_argument("--workers", type=int, default=0,
                    help="decode the next batches in this many worker processes while the model runs (default 0)")
-    p.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the vision blocks and decoder layers (pays off on large runs: the first "
                         "batches are slow while kernels are built)")
@@ -265,17 +283,33 @@ def build_parser() -> argparse.ArgumentParser:
                                    "SRCC, PLCC (raw and after a logistic-4 fit), KRCC, pairwise and level accuracy per "
                                    "dimension; distortion exact-set accuracy and per-category precision/recall; "
                                    "saliency AUC-Judd, NSS, CC, SIM, KLD. Writes report.json, report.md and plots.")
-    p.add_argument("--model", help="checkpoint folder (default: the embedded demo checkpoint)")
-    p.add_argument("--base", help="base Qwen2.5-VL folder, overriding the checkpoint's")
-    p.add_argument("--manifest", required=True, help="manifest.jsonl from `lmmeval prepare`")
+    _model_options(p, untrained=False)
+    p.add_argument("--manifest", required=True, help="manifest.jsonl from `lmmeval prepare` or `import-gen3dhf`")
     held = p.add_mutually_exclusive_group()
     held.add_argument("--fold", type=int, help="fold to evaluate (default 0; -1: every record)")
     held.add_argument("--split", help="an official split to evaluate instead of a fold, e.g. eval (Gen3DHF)")
     p.add_argument("--out", required=True, help="report folder")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--device", help="torch device (default: cuda if available)")
+    p.add_argument("--batch-size", type=int, default=4, help="videos per forward pass (default 4)")
     p.set_defaults(func=_evaluate)
     return parser
+
+
+def _model_options(p: argparse.ArgumentParser, untrained: bool) -> None:
+    """The options that pick and load the assessor (`score`, `evaluate`)."""
+    from .model.factory import ATTENTIONS, DTYPES
+
+    p.add_argument("--model", help="checkpoint folder (default: the embedded synthetic-data demo checkpoint)")
+    p.add_argument("--base", help="base Qwen2.5-VL folder (or preset:NAME) for the checkpoint, instead of the one it "
+                                  "records; it must be the base the checkpoint was trained on (checked first)")
+    if untrained:
+        p.add_argument("--untrained", action="store_true",
+                       help="with --base and no --model: fresh, untrained heads (for timing and plumbing; the "
+                            "scores mean nothing)")
+    p.add_argument("--dtype", choices=DTYPES, default="auto",
+                   help="precision of the base (default auto: bfloat16 on a GPU, float32 on a CPU); heads stay float32")
+    p.add_argument("--attention", choices=ATTENTIONS, default="sdpa",
+                   help="transformers' attention implementation (default sdpa; flash_attention_2 needs flash-attn)")
+    p.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,9 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError, ImportError) as err:  # a user's input, a file, a missing optional package
         print(f"lmmeval {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"lmmeval {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -455,3 +455,46 @@ def test_an_epoch_run_prints_its_steps_and_trains_them(train8, tiny_base, tmp_pa
     assert "stage 1: 1 epoch(s) of 8 records = 2 steps (micro-batch 4 x 1 process(es) x accumulation 1)" \
         in capsys.readouterr().out
     assert len(_losses(tmp_path / "s1" / "log.csv")) == 2
+
+
+def test_one_precision_policy_bfloat16_base_float32_trainables(train8, tiny_base, tmp_path):
+    """dtype bfloat16 (what auto gives on a GPU; here on the CPU): the frozen base in bfloat16; LoRA,
+    the tiny preset's trained LM-head copy and both heads in float32, the same before and after the
+    DeepSpeed engine is set up (its own bf16 switch stays off); one step trains under autocast; the
+    saved adapter and heads are float32."""
+    from pathlib import Path
+
+    import torch
+
+    from lmmeval.training.recipe import StageRecipe, _single_process_env
+
+    def check(network):
+        params = dict(network.named_parameters())
+        trainable = {n: p.dtype for n, p in params.items() if p.requires_grad}
+        assert trainable and set(trainable.values()) == {torch.float32}, trainable
+        assert any("modules_to_save" in n for n in trainable) and any("lora_" in n for n in trainable)
+        frozen_base = {p.dtype for n, p in params.items() if not p.requires_grad and n.startswith("backbone.")}
+        assert frozen_base == {torch.bfloat16}
+        assert {p.dtype for n, p in params.items() if n.startswith(("regression.", "saliency."))} == {torch.float32}
+
+    _single_process_env()
+    zero2 = str(Path(__file__).resolve().parents[1] / "configs" / "deepspeed" / "zero2.json")
+    config = _config(1, train8, tmp_path / "s1", base=str(tiny_base), sampling=SAMPLING, steps=1, dtype="bfloat16",
+                     lora=LoraSettings(modules_to_save=["lm_head"]))
+    recipe = StageRecipe(config, zero2, progress=False)
+    recipe.setup_data()
+    recipe.setup_model()
+    check(recipe.model.network)
+    assert recipe.compute_dtype == torch.bfloat16
+    recipe.setup_engine()
+    assert recipe.ds_config["bf16"] == {"enabled": False}
+    check(recipe.model.network)
+    recipe.train()
+    final = recipe.export()
+    for name in ("adapter_model.safetensors", "heads.safetensors"):
+        tensors = load_file(final / name)
+        assert tensors and {t.dtype for t in tensors.values()} == {torch.float32}, name
+    bad = tmp_path / "bf16.json"
+    bad.write_text('{"bf16": {"enabled": true}}')
+    with pytest.raises(ValueError, match="bf16.enabled is True: leave it false and set the stage config's dtype"):
+        run_stage(_config(1, train8, tmp_path / "s1b", base="preset:tiny", steps=1), str(bad), progress=False)

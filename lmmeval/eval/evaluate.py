@@ -199,8 +199,10 @@ def _plots(report: dict, out_dir: Path, records: list[Record]) -> None:
 
 
 def run(model: str | None, manifest: str, fold: int, out_dir: str, base: str | None = None, device: str | None = None,
-        batch_size: int = 4, command: str | None = None, split: str | None = None) -> dict:
-    """Evaluate on ``manifest``'s ``fold`` (-1: every record) or, instead, its official ``split``."""
+        batch_size: int = 4, command: str | None = None, split: str | None = None, load_assessor=None) -> dict:
+    """Evaluate on ``manifest``'s ``fold`` (-1: every record) or, instead, its official ``split``.
+    ``load_assessor(device)`` builds the assessor (default: the checkpoint ``model`` on ``base``),
+    after the manifest has been checked."""
     commit = git_commit()  # the code this run imported, taken before the (possibly long) evaluation
     all_records = load_manifest(manifest)
     if split is None and fold < 0:
@@ -210,7 +212,7 @@ def run(model: str | None, manifest: str, fold: int, out_dir: str, base: str | N
         part = f"split {split}" if split is not None else f"fold {fold}"
     if not records:
         raise ValueError(f"{manifest}: no records in {part}")
-    assessor = Assessor.from_pretrained(model, device=device, base=base)
+    assessor = load_assessor(device) if load_assessor else Assessor.from_pretrained(model, device=device, base=base)
     report = evaluate(assessor, records, batch_size=batch_size)
     return write_report(report, Path(out_dir), records,
                         f"Evaluation of {model or 'the demo checkpoint'} on {part}", command, commit)

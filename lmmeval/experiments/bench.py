@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from ..labels import SCORE_RANGE
+from ..model.factory import ATTENTIONS
 from ..model.presets import PRESET_NAMES
 from ..provenance import git_commit
 
@@ -48,29 +49,32 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def build_assessor(preset: str, device: torch.device, max_pixels: int, max_frames: int):
+def build_assessor(preset: str, device: torch.device, max_pixels: int, max_frames: int, attention: str = "sdpa"):
     """An untrained assessor on ``preset:<preset>`` (random weights at that shape)."""
     from ..inference.assessor import Assessor
     from ..model.configuration import SamplingConfig
 
     sampling = SamplingConfig(fps=2.0, max_frames=max_frames, max_pixels=max_pixels)
-    return Assessor.from_base(f"preset:{preset}", device, sampling)
+    return Assessor.from_base(f"preset:{preset}", device, sampling, attention=attention)
 
 
-def bench_assess(assessor, videos: list[str], batch_size: int, repeats: int, device: torch.device) -> dict:
-    assessor.assess(videos[:batch_size], batch_size=batch_size)  # warm-up (kernels, allocator)
+def bench_assess(assessor, videos: list[str], batch_size: int, repeats: int, device: torch.device,
+                 distortions: bool = True) -> dict:
+    """Time ``assess`` (no saliency files, no description); ``distortions=False``: scores only, no text."""
+    assessor.assess(videos[:batch_size], batch_size=batch_size, distortions=distortions)  # warm-up
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     _sync(device)
     start = time.perf_counter()
     n = 0
     for _ in range(repeats):
-        assessor.assess(videos, batch_size=batch_size)
+        assessor.assess(videos, batch_size=batch_size, distortions=distortions)
         n += len(videos)
     _sync(device)
     seconds = time.perf_counter() - start
     return {"batch_size": batch_size, "videos": n, "ms_per_video": 1000 * seconds / n, "videos_per_s": n / seconds,
-            "peak_memory_gib": _peak_memory_gib(device)}
+            "peak_memory_gib": _peak_memory_gib(device),
+            "mode": "with the distortion answer" if distortions else "scores only"}
 
 
 def bench_train_step(assessor, videos: list[str], batch_size: int, steps: int, device: torch.device) -> dict:
@@ -119,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=PRESET_NAMES, default="tiny",
                         help="random weights at this preset's shape (default tiny; 7b: Qwen2.5-VL-7B's)")
+    parser.add_argument("--attention", choices=ATTENTIONS, default="sdpa",
+                        help="transformers' attention implementation (default sdpa); under sdpa and eager both vision "
+                             "paths are timed (transformers' window loop and lmmeval's batched windows)")
+    parser.add_argument("--modes", default="scores,answer",
+                        help="what each assess pass produces: scores (no text) and/or answer (with the distortion "
+                             "answer); comma-separated (default both)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--videos", type=int, default=8, help="videos per timed pass (default 8)")
     parser.add_argument("--size", type=int, default=512, help="rendered frame size (default 512, the paper's)")
@@ -144,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     synthesize(work, SynthConfig(n=args.videos, seed=0, size=args.size, fps=args.fps, seconds=args.seconds,
                                  workers=args.workers), progress=False)
     videos = sorted(str(p) for p in (work / "videos").glob("*.mp4"))
-    assessor = build_assessor(args.preset, device, args.max_pixels, args.max_frames)
+    modes = args.modes.split(",")
+    if not modes or set(modes) - {"scores", "answer"}:
+        parser.error(f"--modes takes scores and/or answer, got {args.modes!r}")
+    assessor = build_assessor(args.preset, device, args.max_pixels, args.max_frames, args.attention)
     llm_params = sum(p.numel() for n, p in assessor.model.backbone.named_parameters() if "visual" not in n)
     vis_params = sum(p.numel() for n, p in assessor.model.backbone.named_parameters() if "visual" in n)
 
@@ -161,25 +174,31 @@ def main(argv: list[str] | None = None) -> int:
     results = {"command": " ".join([Path(sys.executable).name, "-m", "lmmeval.experiments.bench",
                                     *(argv or sys.argv[1:])]),
                "device": _device_name(device), "commit": git_commit(), "torch": torch.__version__,
-               "preset": args.preset, "llm_params": llm_params, "vision_params": vis_params,
+               "preset": args.preset, "attention": args.attention, "llm_params": llm_params, "vision_params": vis_params,
                "tokens_per_video": tokens, "vision_patches_per_video": patches, "flop_floor_ms": floor_ms,
                "assess": [], "train_stage2": None}
-    # Both vision-attention paths on the same inputs in one run, and how far their outputs differ.
+    # The vision-attention paths on the same inputs in one run, and how far their outputs differ:
+    # transformers' window loop and lmmeval's batched windows under sdpa/eager; flash-attention's own.
+    paths = {"transformers": False, "batched windows": True}
+    if args.attention == "flash_attention_2":
+        paths = {"flash-attention varlen": False}
     outputs = {}
-    for fast in (False, True):
+    for path, fast in paths.items():
         assessor.set_fast_vision(fast)
-        outputs[fast] = assessor.assess(videos[:2], batch_size=2)
-        for bs in map(int, args.batch_sizes.split(",")):
-            r = bench_assess(assessor, videos, bs, args.repeats, device)
-            r["ratio_to_floor"] = r["ms_per_video"] / floor_ms
-            r["vision_path"] = "batched windows" if fast else "transformers"
-            results["assess"].append(r)
-            print(f"assess  {r['vision_path']:<16} batch {bs}: {r['ms_per_video']:.1f} ms/video, "
-                  f"{r['videos_per_s']:.2f} videos/s, peak {r['peak_memory_gib']:.2f} GiB, "
-                  f"{r['ratio_to_floor']:.1f}x the FLOP floor ({floor_ms:.1f} ms)", flush=True)
-    diff = max(abs(a.quality - b.quality) for a, b in zip(outputs[False], outputs[True]))
-    results["max_abs_score_difference_fast_vs_transformers"] = diff
-    print(f"max |quality(fast) - quality(transformers)|: {diff:.2e} MOS points")
+        outputs[path] = assessor.assess(videos[:2], batch_size=2)
+        for mode in modes:
+            for bs in map(int, args.batch_sizes.split(",")):
+                r = bench_assess(assessor, videos, bs, args.repeats, device, distortions=mode == "answer")
+                r["ratio_to_floor"] = r["ms_per_video"] / floor_ms
+                r["vision_path"] = path
+                results["assess"].append(r)
+                print(f"assess  {path:<22} {r['mode']:<26} batch {bs}: {r['ms_per_video']:.1f} ms/video, "
+                      f"{r['videos_per_s']:.2f} videos/s, peak {r['peak_memory_gib']:.2f} GiB, "
+                      f"{r['ratio_to_floor']:.1f}x the FLOP floor ({floor_ms:.1f} ms)", flush=True)
+    if len(outputs) == 2:
+        diff = max(abs(a.quality - b.quality) for a, b in zip(*outputs.values()))
+        results["max_abs_score_difference_fast_vs_transformers"] = diff
+        print(f"max |quality(batched windows) - quality(transformers)|: {diff:.2e} MOS points")
     if args.train_steps:
         r = bench_train_step(assessor, videos, args.train_batch, args.train_steps, device)
         results["train_stage2"] = r

@@ -124,10 +124,10 @@ class Assessor:
     def __init__(self, model: factory.AssessorModel):
         self.parts = model
         # All vision windows of a layer in one attention call: the default on GPU, where the
-        # window-by-window loop of transformers' sdpa path costs most (lmmeval.model.fast_attention).
-        # flash-attention already runs every window in one varlen kernel: left as it is.
-        vision_attention = getattr(self.model.backbone.model.visual.config, "_attn_implementation", None)
-        self.set_fast_vision(self.device.type == "cuda" and vision_attention != "flash_attention_2")
+        # window-by-window loop of transformers' sdpa and eager paths costs most
+        # (lmmeval.model.fast_attention). flash-attention already runs every window in one varlen
+        # kernel: left as it is.
+        self.set_fast_vision(self.device.type == "cuda" and model.attention != "flash_attention_2")
 
     # The parts, by the names users and the README know.
     @property
@@ -151,17 +151,23 @@ class Assessor:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device | None = None,
-                        base: str | Path | None = None) -> Assessor:
+                        base: str | Path | None = None, dtype: str = "auto", attention: str = "sdpa") -> Assessor:
         """Load a checkpoint folder (None: the embedded synthetic-data demo checkpoint). ``base``
-        overrides the base model recorded in the checkpoint."""
-        return cls(factory.load_model(path, device=device, base=base))
+        overrides the base model recorded in the checkpoint (it must have the shape the checkpoint was
+        trained on: checked before anything loads). ``dtype``: the base's precision, "auto" (bfloat16
+        on a GPU, float32 on a CPU), "bfloat16" or "float32"; the heads are float32 either way.
+        ``attention``: transformers' implementation, "sdpa", "flash_attention_2" or "eager"."""
+        return cls(factory.load_model(path, device=device, base=base, dtype=dtype, attention=attention))
 
     @classmethod
     def from_base(cls, base: str | Path, device: str | torch.device | None = None,
-                  sampling: SamplingConfig | None = None, seed: int = 0) -> Assessor:
+                  sampling: SamplingConfig | None = None, seed: int = 0, dtype: str = "auto",
+                  attention: str = "sdpa") -> Assessor:
         """A fresh, untrained assessor on a base Qwen2.5-VL folder (heads randomly initialised), or
-        on ``preset:NAME`` (random weights at a preset's shape, e.g. "preset:7b" for benchmarks)."""
-        return cls(factory.new_model(base, device=device, sampling=sampling, seed=seed))
+        on ``preset:NAME`` (random weights at a preset's shape, e.g. "preset:7b" for benchmarks).
+        Its scores mean nothing until it is trained (each result's notes say so)."""
+        return cls(factory.new_model(base, device=device, sampling=sampling, seed=seed, dtype=dtype,
+                                     attention=attention))
 
     def save_pretrained(self, out_dir: str | Path) -> Path:
         """Write the checkpoint folder (``lmmeval.model.factory``)."""
@@ -199,7 +205,7 @@ class Assessor:
         return reward(self, frames, dimension, as_loss)
 
     def assess(self, inputs, batch_size: int = 4, saliency: bool = True, describe: bool = False,
-               on_error: str = "raise", workers: int = 0, keep_frames: bool = False):
+               on_error: str = "raise", workers: int = 0, keep_frames: bool = False, distortions: bool = True):
         """Assess one input (returns an ``Assessment``) or a list (returns a list).
 
         Inputs: video/image paths, PIL images, uint8 arrays (H, W, 3) or (T, H, W, 3).
@@ -207,17 +213,18 @@ class Assessor:
         set and carries on; ``"raise"`` (default) raises a ``ValueError`` naming it.
         ``workers`` > 0 decodes and samples the next batches in that many DataLoader worker
         processes while the model runs on the current one. ``keep_frames`` keeps the sampled
-        frames at their own size in ``Assessment.frames`` (for overlays).
+        frames at their own size in ``Assessment.frames`` (for overlays). ``distortions=False`` skips
+        generating the distortion answer (scores, levels and saliency only; ``distortions`` stays empty).
         """
         single = not isinstance(inputs, (list, tuple))
         items = [inputs] if single else list(inputs)
         results = [r for batch in self.assess_batches(items, batch_size, saliency, describe, on_error, workers,
-                                                      keep_frames)
+                                                      keep_frames, distortions)
                    for r in batch]
         return results[0] if single else results
 
     def assess_batches(self, items: list, batch_size: int = 4, saliency: bool = True, describe: bool = False,
-                       on_error: str = "raise", workers: int = 0, keep_frames: bool = False):
+                       on_error: str = "raise", workers: int = 0, keep_frames: bool = False, distortions: bool = True):
         """``assess`` as a stream: yields the list of ``Assessment``s of each batch as soon as it is
         done (in input order), so long runs can write results as they go (``lmmeval score``)."""
         if on_error not in ("raise", "return"):
@@ -227,10 +234,10 @@ class Assessor:
         self.model.eval()  # no dropout at inference, even right after training
         loading = _Loading(self.config.sampling, self.parts.geometry, keep_frames)
         for loaded in _loaded_batches(items, loading, batch_size, workers):
-            yield self._assess_batch(loaded, saliency, describe, on_error)
+            yield self._assess_batch(loaded, saliency, describe, on_error, distortions)
 
     def _assess_batch(self, loaded: list[tuple[str, Visual | str]], saliency: bool, describe: bool,
-                      on_error: str) -> list[Assessment]:
+                      on_error: str, distortions: bool = True) -> list[Assessment]:
         """``loaded``: (source, Visual or the error message of its loading) per input."""
         t0 = time.perf_counter()
         results = []
@@ -243,11 +250,12 @@ class Assessor:
                 results.append(Assessment(source=source))
         good = [i for i, (_, v) in enumerate(loaded) if not isinstance(v, str)]
         if good:
-            outputs = self._run([loaded[i][1] for i in good], saliency, describe)
+            outputs = self._run([loaded[i][1] for i in good], saliency, describe, distortions)
             for i, out in zip(good, outputs):
                 r, v = results[i], loaded[i][1]
                 r.__dict__.update(out)
-                r.notes = v.notes
+                r.notes = v.notes + (["untrained assessor: its scores mean nothing"] if not self.config.trained_stages
+                                     else [])
                 r.frame_indices = v.frame_indices if not v.is_image else [0]
                 if v.source_frames is not None:
                     r.frames = v.source_frames if not v.is_image else v.source_frames[:1]
@@ -257,7 +265,7 @@ class Assessor:
         return results
 
     @torch.inference_mode()
-    def _run(self, visuals: list[Visual], saliency: bool, describe: bool) -> list[dict]:
+    def _run(self, visuals: list[Visual], saliency: bool, describe: bool, with_distortions: bool = True) -> list[dict]:
         pixels = preprocess_videos(self.processor, visuals)  # once for every question below
         batch = build_batch(self.processor, visuals, LEVEL_TASKS, pixels=pixels).to(self.device)
         sizes = [v.original_size for v in visuals]
@@ -265,7 +273,8 @@ class Assessor:
         probs = torch.softmax(out.level_logits, dim=-1).cpu().numpy()  # (B, 2, 5)
         scores = out.scores.float().cpu().numpy()  # (B, 2)
         # The answers are generated on the vision features of the pass above (no second vision pass).
-        distortions = self._generate(visuals, "distortions", pixels, out.video_features)
+        distortions = (self._generate(visuals, "distortions", pixels, out.video_features) if with_distortions
+                       else [None] * len(visuals))
         descriptions = (self._generate(visuals, "describe", pixels, out.video_features) if describe
                         else [None] * len(visuals))
         results = []
@@ -275,7 +284,8 @@ class Assessor:
                 "quality": float(scores[b, 0]), "authenticity": float(scores[b, 1]),
                 "quality_level": LEVELS[int(probs[b, 0].argmax())], "authenticity_level": LEVELS[int(probs[b, 1].argmax())],
                 "level_probs": level_probs,
-                "distortions": parse_distortion_answer(distortions[b]), "description": descriptions[b],
+                "distortions": parse_distortion_answer(distortions[b]) if distortions[b] is not None else [],
+                "description": descriptions[b],
             }
             if saliency:
                 maps = torch.sigmoid(out.saliency_logits[b].float()).cpu().numpy()  # (t, H, W), one per temporal patch
@@ -304,11 +314,24 @@ class Assessor:
         out = backbone.generate(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask, mm_token_type_ids=batch.mm_token_type_ids,
             video_grid_thw=batch.video_grid_thw, second_per_grid_ts=batch.second_per_grid_ts, **vision,
-            max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.processor.tokenizer.pad_token_id,
+            generation_config=self._greedy(max_new_tokens),
         )
         new = out[:, batch.input_ids.shape[1]:]
         texts = self.processor.batch_decode(new, skip_special_tokens=True)
         return [(DISTORTION_ANSWER_STEM + t) if task == "distortions" else t.strip() for t in texts]
+
+
+    def _greedy(self, max_new_tokens: int):
+        """Generation as lmmeval defines it: greedy, one beam, no penalty and no sampling knob. A base's
+        generation_config.json (Qwen2.5-VL releases set a repetition penalty, and sampling settings)
+        is not consulted, except for its end-of-sequence tokens."""
+        from transformers import GenerationConfig
+
+        base = self.model.backbone.generation_config
+        return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, repetition_penalty=1.0,
+                                no_repeat_ngram_size=0, temperature=None, top_k=None, top_p=None,
+                                eos_token_id=base.eos_token_id, pad_token_id=self.processor.tokenizer.pad_token_id,
+                                bos_token_id=base.bos_token_id)
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,14 @@ def file_counts(out_path: Path) -> tuple[int, int, int]:
     return len(rows), sum(r.get("error") is not None for r in rows), sum(bool(r.get("low_confidence")) for r in rows)
 
 
+def check_options(batch_size: int, masks_dir, mask_threshold: float, mask_dilate: int) -> None:
+    """The options' errors, before anything is written or a model loads (not once per row afterwards)."""
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    if masks_dir is not None and not (0 <= mask_threshold <= 1 and mask_dilate >= 0):
+        raise ValueError(f"mask threshold must be in [0, 1] and dilate >= 0, got {mask_threshold}, {mask_dilate}")
+
+
 def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Path, batch_size: int = 4,
                 resume: bool = False, csv_path: str | Path | None = None, saliency_dir: str | Path | None = None,
                 overlay: bool = False, masks_dir: str | Path | None = None, mask_threshold: float = 0.5,
@@ -112,9 +120,7 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
     """
     from tqdm import tqdm
 
-    # Checked before anything is written or the model runs, not once per row afterwards.
-    if masks_dir is not None and not (0 <= mask_threshold <= 1 and mask_dilate >= 0):
-        raise ValueError(f"mask threshold must be in [0, 1] and dilate >= 0, got {mask_threshold}, {mask_dilate}")
+    check_options(batch_size, masks_dir, mask_threshold, mask_dilate)
     out_path = Path(out_path)
     files = collect_inputs(inputs) if files is None else files
     if not resume and out_path.exists():

@@ -14,6 +14,7 @@ model here, as an ``AssessorModel``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,14 @@ DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "demo_checkpo
 HEADS_NAME = "heads.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 PRESET_PREFIX = "preset:"
+# The precision a base is loaded in ("auto": bfloat16 on a GPU, float32 on a CPU). Whatever it is, the
+# heads and any trainable weights (LoRA, heads) stay float32: the one precision policy, with or
+# without DeepSpeed.
+DTYPES = ("auto", "bfloat16", "float32")
+# transformers' attention implementations lmmeval runs with. The vision tower's windowed attention
+# takes lmmeval's batched-window path on a GPU under sdpa and eager (lmmeval.model.fast_attention) and
+# flash-attention's own varlen kernel under flash_attention_2.
+ATTENTIONS = ("sdpa", "flash_attention_2", "eager")
 
 
 @dataclass
@@ -41,6 +50,7 @@ class AssessorModel:
     config: AssessorConfig  # its ``base`` is resolved: "preset:NAME" or an absolute folder
     device: torch.device
     peft_model: Any = None  # the PeftModel whose LoRA layers live inside network.backbone (None: no adapter)
+    attention: str = "sdpa"  # transformers' attention implementation the base was loaded with
 
     @property
     def geometry(self) -> PatchGeometry:
@@ -49,6 +59,31 @@ class AssessorModel:
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """The base's load precision: a name of DTYPES ("auto"/None: bfloat16 on a GPU, float32 on a CPU)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = dtype or "auto"
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def check_attention(attention: str) -> str:
+    """``attention`` if it is one of ATTENTIONS and can run here (flash-attention needs its package)."""
+    if attention not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+    if attention == "flash_attention_2":
+        try:
+            import flash_attn  # noqa: F401
+        except ImportError:
+            raise ValueError("attention flash_attention_2 needs the flash-attn package, which is not installed "
+                             "(or use sdpa)") from None
+    return attention
 
 
 def resolve_base(base: str | Path, checkpoint: str | Path | None = None) -> str:
@@ -68,42 +103,99 @@ def resolve_base(base: str | Path, checkpoint: str | Path | None = None) -> str:
     return str(path.resolve())
 
 
-def load_backbone(base: str, device: torch.device, with_processor: bool = True):
-    """(backbone, processor) of a resolved base; ``with_processor=False`` skips reading the base's
-    processor (None): a checkpoint carries its own."""
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+def load_backbone(base: str, device: torch.device, with_processor: bool = True, dtype: str | torch.dtype = "auto",
+                  attention: str = "sdpa"):
+    """(backbone, processor) of a resolved base, in ``dtype`` with ``attention``; ``with_processor=False``
+    skips reading the base's processor (None): a checkpoint carries its own.
 
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    A folder's weights go straight to their device (``device_map``), not through host memory first;
+    under a ZeRO-3 DeepSpeed config made live with transformers' ``HfDeepSpeedConfig`` they are
+    created partitioned across the ranks instead (see ``lmmeval.training.recipe``).
+    """
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    dtype, attention = resolve_dtype(dtype, device), check_attention(attention)
     if base.startswith(PRESET_PREFIX):
         from .presets import build_base
 
-        return build_base(base[len(PRESET_PREFIX):], seed=0, dtype=dtype, device=device)
+        backbone, processor = build_base(base[len(PRESET_PREFIX):], seed=0, dtype=dtype, device=device,
+                                         attention=attention)
+        backbone.name_or_path = base  # what peft records as the adapter's base, as for a folder
+        return backbone, processor
     if not (Path(base) / "config.json").is_file():
         raise FileNotFoundError(f"{base}: base model directory not found (no config.json; pass --base / base=)")
+    placement = {} if is_deepspeed_zero3_enabled() else {"device_map": {"": device}}
     try:
         backbone = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            base, dtype=dtype, attn_implementation=_attention_implementation(), local_files_only=True)
+            base, dtype=dtype, attn_implementation=attention, local_files_only=True, **placement)
     except OSError as err:
         raise FileNotFoundError(f"{base}: cannot load a Qwen2.5-VL base model ({err})") from None
-    return backbone.to(device), AutoProcessor.from_pretrained(base) if with_processor else None
+    return backbone, AutoProcessor.from_pretrained(base) if with_processor else None
 
 
-def _attention_implementation() -> str:
-    try:
-        import flash_attn  # noqa: F401
+def check_compatible(checkpoint: Path, config: AssessorConfig, base: str) -> None:
+    """A checkpoint and a base are compared from their JSON files alone, before any weight loads:
+    the LLM and vision-tower widths its heads were sized for, and the ids of the tokens its processor
+    writes (vision markers) and its vocabulary. A mismatch is one ``ValueError`` naming both."""
+    theirs = _base_facts(base)
+    ours = {"LLM width": config.regression.hidden_size, "vision width": config.saliency.vision_dim,
+            **_tokenizer_facts(checkpoint)}
+    differ = [f"{key} {ours[key]} vs {theirs[key]}" for key in ours
+              if key in theirs and key != "vocabulary" and ours[key] != theirs[key]]
+    if "vocabulary" in theirs and ours["vocabulary"] > theirs["vocabulary"]:
+        differ.append(f"vocabulary {ours['vocabulary']} tokens vs {theirs['vocabulary']} embedding rows")
+    if differ:
+        raise ValueError(f"{checkpoint} was not trained on {base}: {'; '.join(differ)} (checkpoint vs base); give "
+                         "the base it was trained on (--base), or a checkpoint trained on this base")
 
-        return "flash_attention_2"
-    except ImportError:
-        return "sdpa"
+
+_MARKERS = ("<|vision_start|>", "<|image_pad|>", "<|video_pad|>")
+
+
+def _base_facts(base: str) -> dict:
+    if base.startswith(PRESET_PREFIX):
+        from .presets import QWEN25VL_ADDED_TOKENS, load_preset
+
+        sizes = load_preset(base[len(PRESET_PREFIX):])
+        ids = {tok: sizes["bpe_vocab_size"] + i for i, (tok, _) in enumerate(QWEN25VL_ADDED_TOKENS)}
+        return {"LLM width": sizes["hidden_size"], "vision width": sizes["vision_hidden_size"],
+                "vocabulary": sizes["vocab_size"], **{f"{tok} id": ids[tok] for tok in _MARKERS}}
+    path = Path(base) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{base}: base model directory not found (no config.json; pass --base / base=)")
+    data = json.loads(path.read_text())
+    text = data.get("text_config") or data  # transformers 5 nests the LLM's sizes; older configs do not
+    vision = data.get("vision_config") or {}
+    keys = {"<|vision_start|>": "vision_start_token_id", "<|image_pad|>": "image_token_id",
+            "<|video_pad|>": "video_token_id"}
+    facts = {"LLM width": text.get("hidden_size"), "vision width": vision.get("hidden_size"),
+             "vocabulary": text.get("vocab_size") or data.get("vocab_size"),
+             **{f"{tok} id": data.get(key, text.get(key)) for tok, key in keys.items()}}
+    return {k: v for k, v in facts.items() if v is not None}
+
+
+def _tokenizer_facts(checkpoint: Path) -> dict:
+    """The vision-marker ids and the vocabulary size of a checkpoint's own tokenizer (tokenizer.json)."""
+    path = checkpoint / "tokenizer.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    added = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
+    vocab = data.get("model", {}).get("vocab", {})
+    largest = max([*added.values(), *(vocab.values() if isinstance(vocab, dict) else [])], default=-1)
+    return {"vocabulary": largest + 1, **{f"{tok} id": added[tok] for tok in _MARKERS if tok in added}}
 
 
 def new_model(base: str | Path, device: str | torch.device | None = None, sampling: SamplingConfig | None = None,
-              seed: int = 0) -> AssessorModel:
+              seed: int = 0, dtype: str | torch.dtype = "auto", attention: str = "sdpa") -> AssessorModel:
     """A fresh, untrained assessor on a base (heads initialised under ``seed``, no adapter)."""
     device = torch.device(device) if device is not None else default_device()
     base = resolve_base(base)
-    backbone, processor = load_backbone(base, device)
-    return from_backbone(backbone, processor, base, device, sampling, seed)
+    backbone, processor = load_backbone(base, device, dtype=dtype, attention=attention)
+    model = from_backbone(backbone, processor, base, device, sampling, seed)
+    model.attention = attention
+    return model
 
 
 def from_backbone(backbone, processor, base: str, device: str | torch.device, sampling: SamplingConfig | None = None,
@@ -123,11 +215,13 @@ def from_backbone(backbone, processor, base: str, device: str | torch.device, sa
 
 
 def load_model(path: str | Path | None = None, device: str | torch.device | None = None,
-               base: str | Path | None = None, trainable: bool = False) -> AssessorModel:
+               base: str | Path | None = None, trainable: bool = False, dtype: str | torch.dtype = "auto",
+               attention: str = "sdpa") -> AssessorModel:
     """Load a checkpoint folder (None: the embedded synthetic-data demo checkpoint).
 
-    ``base`` overrides the base recorded in the checkpoint; ``trainable`` loads the LoRA
-    adapter for further training.
+    ``base`` overrides the base recorded in the checkpoint (checked against it first: see
+    ``check_compatible``); ``trainable`` loads the LoRA adapter for further training; ``dtype`` and
+    ``attention`` are the base's load precision and attention implementation.
     """
     from transformers import AutoProcessor
 
@@ -142,9 +236,10 @@ def load_model(path: str | Path | None = None, device: str | torch.device | None
         raise FileNotFoundError(f"{path}: not an lmmeval checkpoint (no {CONFIG_NAME})")
     config = AssessorConfig.load(path / CONFIG_NAME)
     config.base = resolve_base(base) if base is not None else resolve_base(config.base, path)
+    check_compatible(path, config, config.base)  # from JSON files alone, before gigabytes of weights load
     device = torch.device(device) if device is not None else default_device()
     processor = AutoProcessor.from_pretrained(path)  # the checkpoint's own
-    backbone, _ = load_backbone(config.base, device, with_processor=False)
+    backbone, _ = load_backbone(config.base, device, with_processor=False, dtype=dtype, attention=attention)
     peft_model = None
     if (path / ADAPTER_CONFIG).is_file():
         from peft import PeftModel
@@ -152,7 +247,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device | None
         peft_model = PeftModel.from_pretrained(backbone, path, is_trainable=trainable)  # LoRA injected in place
     network = _assemble(backbone, processor, config, device)
     _load_heads(network, path / HEADS_NAME)
-    return AssessorModel(network.eval(), processor, config, device, peft_model)
+    return AssessorModel(network.eval(), processor, config, device, peft_model, attention)
 
 
 def save_model(model: AssessorModel, out_dir: str | Path, base_reference: str | None = None) -> Path:
@@ -201,10 +296,9 @@ def replace_regression_head(model: AssessorModel, video_mean: bool, seed: int = 
 def _assemble(backbone, processor, config: AssessorConfig, device: torch.device) -> LMME3DHF:
     network = LMME3DHF(backbone, processor.tokenizer, RegressionHead(config.regression),
                        SaliencyDecoder(config.saliency))
-    # The heads run in the backbone's dtype (bf16 on GPU); the regression MLP upcasts its input.
-    dtype = next(backbone.parameters()).dtype
+    # The heads stay float32 whatever the base's precision (they cast their inputs up).
     network.regression.to(device)
-    network.saliency.to(device=device, dtype=dtype)
+    network.saliency.to(device)
     return network.to(device)
 
 

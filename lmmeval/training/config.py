@@ -61,10 +61,20 @@ class TrainConfig:
     keep_checkpoints: int = 2  # newest resumable checkpoints kept
     seed: int = 0
     device: str | None = None  # default: cuda if available
+    # The frozen base's precision (auto: bfloat16 on a GPU, float32 on a CPU). Trainable weights (LoRA,
+    # heads) are float32 masters whatever it is, and the forward pass autocasts to it: one policy,
+    # the same with and without DeepSpeed (whose own bf16/fp16 switches stay off).
+    dtype: str = "auto"
+    attention: str = "sdpa"  # transformers' attention implementation: sdpa, flash_attention_2 (needs flash-attn) or eager
 
     def __post_init__(self) -> None:
+        from ..model.factory import ATTENTIONS, DTYPES
         from .stages import STAGES
 
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {tuple(STAGES)}, got {self.stage}")
         for name in ("regression_video_mean", "group_by_length", "gradient_checkpointing"):

@@ -55,6 +55,7 @@ class StageRecipe:
         """The training records: the manifest minus its held-out fold or split, plus any extra
         studies, less those the stage cannot train on; the questions; the run's length in steps."""
         config = self.config
+        self.ds_config = _deepspeed_config(self.deepspeed_path, config)  # its errors too come before a model load
         self.out_dir.mkdir(parents=True, exist_ok=True)
         all_records = load_manifest(config.manifest)
         out = held_out(all_records, config.manifest, config.fold, config.split)
@@ -99,6 +100,8 @@ class StageRecipe:
             self.model.network.backbone.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False})
         self.params = self.stage.trainable(self.model)
+        # The frozen base's precision: the forward pass autocasts to it (the trainables are float32).
+        self.compute_dtype = self.model.network.backbone.get_input_embeddings().weight.dtype
         self.data = ManifestData(self.records, self.model.processor, self.model.config.sampling, self.model.geometry,
                                  self.tasks, seed=config.seed, with_saliency=self.stage.with_saliency,
                                  group_by_length=config.group_by_length,
@@ -113,7 +116,6 @@ class StageRecipe:
         params = list(self.params.values())
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(self.steps, self.warmup))
-        self.ds_config = _deepspeed_config(self.deepspeed_path, config, self.device.type == "cuda")
         self.engine, _, _, _ = deepspeed.initialize(model=self.model.network, optimizer=optimizer,
                                                     lr_scheduler=self.scheduler, model_parameters=params,
                                                     config=self.ds_config)
@@ -145,7 +147,8 @@ class StageRecipe:
                 indices = indices if len(indices) else order[: config.batch_size]  # fewer records than ranks
                 self.pos += global_batch
                 batch = self.data.batch(indices).to(self.device)
-                losses = self.stage.loss(config, self.engine, batch)
+                with self.autocast():
+                    losses = self.stage.loss(config, self.engine, batch)
                 if not torch.isfinite(losses["loss"]):
                     bad = self.out_dir / "nan_state"
                     self.engine.save_checkpoint(str(bad), tag=f"step{self.step}", exclude_frozen_parameters=True)
@@ -165,6 +168,10 @@ class StageRecipe:
             if self.step % config.save_every == 0 and self.step < self.steps:
                 _save(self.engine, self.ckpt_root, self.step, self.epoch, self.pos, config.keep_checkpoints)
         bar.close()
+
+    def autocast(self):
+        """Mixed precision when the base is not float32: matrix products in its dtype, float32 masters."""
+        return torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=self.compute_dtype != torch.float32)
 
     def export(self) -> Path:
         """The final assessor folder, ``output_dir/final``, written to a temporary folder and renamed."""
@@ -222,7 +229,7 @@ def _single_process_env() -> None:
     os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
 
 
-def _deepspeed_config(path: str | None, config: TrainConfig, on_gpu: bool) -> dict:
+def _deepspeed_config(path: str | None, config: TrainConfig) -> dict:
     """The DeepSpeed JSON with its "auto" values filled in from the stage config."""
     ds = json.loads(Path(path).read_text()) if path else {"zero_optimization": {"stage": 2}}
     filled = {"train_micro_batch_size_per_gpu": config.batch_size, "gradient_accumulation_steps": config.grad_accum,
@@ -232,8 +239,14 @@ def _deepspeed_config(path: str | None, config: TrainConfig, on_gpu: bool) -> di
             ds[key] = value
         elif ds[key] != value:
             raise ValueError(f"{path}: {key} = {ds[key]} disagrees with the stage config ({value}); use \"auto\"")
-    if ds.get("bf16", {}).get("enabled") == "auto":
-        ds["bf16"]["enabled"] = on_gpu
+    for half in ("bf16", "fp16"):
+        # DeepSpeed's switches would cast every weight, the float32 masters included: lmmeval's own
+        # policy (the stage config's dtype, autocast, float32 trainables) does mixed precision instead.
+        enabled = ds.get(half, {}).get("enabled", False)
+        if enabled not in (False, "auto"):
+            raise ValueError(f"{path}: {half}.enabled is {enabled!r}: leave it false and set the stage config's "
+                             "dtype (e.g. bfloat16); lmmeval keeps LoRA and heads in float32 and autocasts the forward")
+        ds[half] = {"enabled": False}
     ds.setdefault("steps_per_print", 10**9)
     return ds
 

@@ -56,9 +56,12 @@ class Stage:
 
 
 def freeze_all_but(model: factory.AssessorModel, chosen: dict[str, torch.nn.Parameter]) -> dict:
-    """Freeze every parameter of the network except ``chosen``, which is returned."""
+    """Freeze every parameter of the network except ``chosen``, which is returned, in float32: the
+    trainable weights are float32 masters whatever the base's precision (a fully trained module such
+    as the tiny preset's LM head comes as a copy in the base's dtype)."""
     model.network.requires_grad_(False)
     for p in chosen.values():
+        p.data = p.data.float()
         p.requires_grad_(True)
     return chosen
 
@@ -91,7 +94,8 @@ class InstructionTuning(Stage):
         return TASKS
 
     def init_model(self, config: TrainConfig, device: torch.device) -> factory.AssessorModel:
-        model = factory.new_model(config.base, device=device, sampling=config.sampling, seed=config.seed)
+        model = factory.new_model(config.base, device=device, sampling=config.sampling, seed=config.seed,
+                                  dtype=config.dtype, attention=config.attention)
         factory.add_lora(model, config.lora)
         return model
 
@@ -117,7 +121,8 @@ class Regression(Stage):
         return TASKS if config.lm_weight > 0 else LEVEL_TASKS
 
     def init_model(self, config: TrainConfig, device: torch.device) -> factory.AssessorModel:
-        model = factory.load_model(config.init_from, device=device, trainable=True)
+        model = factory.load_model(config.init_from, device=device, trainable=True, dtype=config.dtype,
+                                   attention=config.attention)
         if model.config.regression.video_mean != config.regression_video_mean:
             # Stage 1 leaves the head at its initialisation, so a head of the other kind loses nothing
             # trained (from a stage-2 checkpoint it would; say so).
@@ -163,7 +168,8 @@ class SaliencyTraining(Stage):
         return ("quality",)  # one question: the video-token states do not depend on it
 
     def init_model(self, config: TrainConfig, device: torch.device) -> factory.AssessorModel:
-        return factory.load_model(config.init_from, device=device, trainable=True)
+        return factory.load_model(config.init_from, device=device, trainable=True, dtype=config.dtype,
+                                  attention=config.attention)
 
     def trainable(self, model: factory.AssessorModel) -> dict[str, torch.nn.Parameter]:
         return freeze_all_but(model, {f"saliency.{n}": p for n, p in model.network.saliency.named_parameters()})

@@ -34,7 +34,8 @@ def test_weights_are_safetensors(tiny_assessor, tmp_path):
     (lambda c: c.pop("regression"), r"missing key 'regression'"),
     (lambda c: c["sampling"].update(fps=-1), r"sampling.fps must be > 0"),
     (lambda c: c.update(format_version=99), r"format_version 99 is not supported"),
-    (lambda c: c["regression"].update(hidden_size=64), r"regression weights do not match .*wrong shapes"),
+    (lambda c: c["regression"].update(inner_size=64), r"regression weights do not match .*wrong shapes"),
+    (lambda c: c["regression"].update(hidden_size=64), r"was not trained on .*: LLM width 64 vs 128"),
 ])
 def test_checkpoint_config_is_validated(tiny_assessor, tmp_path, edit, message):
     ckpt = tiny_assessor.save_pretrained(tmp_path / "ckpt")

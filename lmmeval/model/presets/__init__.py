@@ -201,9 +201,11 @@ def build_config(tokenizer, preset: dict[str, Any]):
     return config
 
 
-def build_base(preset: str | dict[str, Any] = "tiny", seed: int | None = 0, dtype=None, device=None):
+def build_base(preset: str | dict[str, Any] = "tiny", seed: int | None = 0, dtype=None, device=None,
+               attention: str = "sdpa"):
     """(model, processor) of ``preset`` (a name or a dict of sizes) with random weights drawn under
-    ``seed``, built in memory directly on ``device`` in ``dtype`` (default float32, CPU).
+    ``seed``, built in memory directly on ``device`` in ``dtype`` (default float32, CPU), with
+    transformers' ``attention`` implementation.
 
     With a seed the global random state is left as it was; ``seed=None`` draws from torch's global
     generator as it stands (a caller that seeded it already). The generation config is the 7B's
@@ -223,7 +225,7 @@ def build_base(preset: str | dict[str, Any] = "tiny", seed: int | None = 0, dtyp
     with seeded, torch.device(device or "cpu"):
         if seed is not None:
             torch.manual_seed(seed)
-        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation=attention)
     eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     model.generation_config = GenerationConfig(bos_token_id=eot, eos_token_id=[im_end, eot], pad_token_id=eot,
