@@ -234,17 +234,29 @@ def test_extra_manifests_join_the_training_records_once_shown_disjoint(train8, o
 
 
 def test_zero3_saves_and_resumes(train8, tiny_base, tmp_path):
-    """Stage 1 under ZeRO-3 (parameters sharded): the final folder is gathered and loads,
-    and a resumed run reproduces the losses."""
+    """Stage 1 under ZeRO-3 (parameters sharded): the base is created partitioned (no rank holds it
+    whole), the final folder is gathered and loads, a resumed run reproduces the losses, and a model
+    loaded after the run is whole again."""
     from pathlib import Path
+
+    from lmmeval.training.recipe import StageRecipe, _single_process_env
 
     zero3 = str(Path(__file__).resolve().parents[1] / "configs" / "deepspeed" / "zero3.json")
     config = dict(base=str(tiny_base), sampling=SAMPLING, steps=4, save_every=2)
+    _single_process_env()
+    recipe = StageRecipe(_config(1, train8, tmp_path / "setup", **config), zero3, progress=False)
+    recipe.setup_data()
+    recipe.setup_model()
+    base = [p for n, p in recipe.model.network.backbone.named_parameters() if "lora_" not in n]
+    assert base and all(hasattr(p, "ds_id") and p.numel() == 0 for p in base)  # partitioned at creation
+    del recipe
     final = run_stage(_config(1, train8, tmp_path / "z3", **config), zero3, progress=False)
     adapter = load_file(final / "adapter_model.safetensors")
     assert adapter and all(v.numel() > 0 for v in adapter.values())  # gathered, not empty shards
     assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
-    assert Assessor.from_pretrained(final, device="cpu").config.trained_stages == [1]
+    reloaded = Assessor.from_pretrained(final, device="cpu")
+    assert reloaded.config.trained_stages == [1]
+    assert not any(hasattr(p, "ds_id") for p in reloaded.model.parameters())  # whole again after the run
     cut = tmp_path / "z3_cut"
     _resume_after_a_kill(tmp_path / "z3", cut, 2, _config(1, train8, cut, **config), zero3)
 

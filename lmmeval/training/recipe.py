@@ -94,6 +94,11 @@ class StageRecipe:
         config = self.config
         torch.manual_seed(config.seed)
         self.device = _device(config)
+        self._partitioned_init = None
+        if self.ds_config.get("zero_optimization", {}).get("stage") == 3:
+            # Live while the base is built: its weights are created partitioned across the ranks
+            # instead of whole on every rank (8 ranks x 16 GB for the 7B).
+            self._partitioned_init = partitioned_init(self.ds_config, factory.resolve_dtype(config.dtype, self.device))
         self.model = self.stage.init_model(config, self.device)
         if config.gradient_checkpointing:
             # Non-reentrant: the reentrant variant silently yields no LoRA gradients.
@@ -192,7 +197,19 @@ class StageRecipe:
                 factory.save_model(model, tmp)
                 shutil.rmtree(final, ignore_errors=True)
                 tmp.rename(final)
+        self._partitioned_init = None  # models built after this run (e.g. to evaluate it) load whole again
         return final
+
+
+def partitioned_init(ds_config: dict, dtype: torch.dtype):
+    """transformers' ``HfDeepSpeedConfig`` for a ZeRO-3 ``ds_config``: while the returned object lives,
+    models are created partitioned across the ranks (``deepspeed.zero.Init``), in ``dtype``. The
+    copy it reads has DeepSpeed's bf16 switch set to that dtype (zero.Init creates weights in the
+    precision the switch names); the engine's own config keeps it off (lmmeval's precision policy)."""
+    from transformers.integrations import HfDeepSpeedConfig
+
+    init = dict(ds_config) | {"bf16": {"enabled": dtype == torch.bfloat16}}
+    return HfDeepSpeedConfig(init)
 
 
 def run_stage(config: TrainConfig, deepspeed_config: str | None = None, resume: bool = False,

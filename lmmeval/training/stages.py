@@ -61,7 +61,8 @@ def freeze_all_but(model: factory.AssessorModel, chosen: dict[str, torch.nn.Para
     as the tiny preset's LM head comes as a copy in the base's dtype)."""
     model.network.requires_grad_(False)
     for p in chosen.values():
-        p.data = p.data.float()
+        if not hasattr(p, "ds_id"):  # a ZeRO-3 partitioned copy keeps its dtype (DeepSpeed owns its storage)
+            p.data = p.data.float()
         p.requires_grad_(True)
     return chosen
 
