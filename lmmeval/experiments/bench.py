@@ -49,12 +49,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def build_assessor(preset: str, device: torch.device, max_pixels: int, max_frames: int, attention: str = "sdpa"):
+def build_assessor(preset: str, device: torch.device, max_pixels: int, max_frames: int, attention: str = "sdpa",
+                   sample_fps: float = 2.0):
     """An untrained assessor on ``preset:<preset>`` (random weights at that shape)."""
     from ..inference.assessor import Assessor
     from ..model.configuration import SamplingConfig
 
-    sampling = SamplingConfig(fps=2.0, max_frames=max_frames, max_pixels=max_pixels)
+    sampling = SamplingConfig(fps=sample_fps, max_frames=max_frames, max_pixels=max_pixels)
     return Assessor.from_base(f"preset:{preset}", device, sampling, attention=attention)
 
 
@@ -134,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512, help="rendered frame size (default 512, the paper's)")
     parser.add_argument("--fps", type=int, default=60, help="rendered fps (default 60, the paper's)")
     parser.add_argument("--seconds", type=float, default=4.0, help="rendered length (default 4 s, the paper's)")
-    parser.add_argument("--max-frames", type=int, default=16, help="frames sampled per video (default 16)")
+    parser.add_argument("--max-frames", type=int, default=16, help="frames sampled per video at most (default 16)")
+    parser.add_argument("--sample-fps", type=float, default=2.0,
+                        help="frames sampled per second of video (default 2; 4 takes 16 frames of a 4 s render)")
     parser.add_argument("--max-pixels", type=int, default=448 * 448, help="pixel budget per frame (default 448^2)")
     parser.add_argument("--batch-sizes", default="1,4", help="comma-separated assess batch sizes (default 1,4)")
     parser.add_argument("--repeats", type=int, default=2)
@@ -157,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     modes = args.modes.split(",")
     if not modes or set(modes) - {"scores", "answer"}:
         parser.error(f"--modes takes scores and/or answer, got {args.modes!r}")
-    assessor = build_assessor(args.preset, device, args.max_pixels, args.max_frames, args.attention)
+    assessor = build_assessor(args.preset, device, args.max_pixels, args.max_frames, args.attention, args.sample_fps)
     llm_params = sum(p.numel() for n, p in assessor.model.backbone.named_parameters() if "visual" not in n)
     vis_params = sum(p.numel() for n, p in assessor.model.backbone.named_parameters() if "visual" in n)
 
