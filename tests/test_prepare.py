@@ -11,7 +11,8 @@ from lmmeval.data.saliency_maps import load_saliency_png
 from lmmeval.cli import main
 from lmmeval.labels import DISTORTIONS, score_to_level
 from lmmeval.data.manifest import load_manifest
-from lmmeval.data.prepare import PrepareConfig, prepare, view_to_frame
+from lmmeval.data.prepare import PrepareConfig, prepare
+from lmmeval.orbit import view_to_frame
 from lmmeval.data.stats import learnability
 
 from .conftest import SMALL_SET

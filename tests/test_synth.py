@@ -12,8 +12,9 @@ from lmmeval.io.media import read_video, video_info, write_video
 from lmmeval.eval.metrics import srcc
 from lmmeval.synth import GENERATORS, SynthConfig, synthesize
 from lmmeval.synth.head import DISTORTION_TYPES, apply_distortion, build_head
-from lmmeval.synth.render import is_visible, orbit_azimuths, orbit_camera, render_view
-from lmmeval.synth.study import N_ANNOTATORS, N_SUBJECTS, SNAPSHOT_VIEWS, simulate_ratings
+from lmmeval.orbit import SNAPSHOT_VIEWS, orbit_azimuths
+from lmmeval.synth.render import is_visible, orbit_camera, render_view
+from lmmeval.synth.study import N_ANNOTATORS, N_SUBJECTS, simulate_ratings
 
 from .conftest import SMALL_SET
 

@@ -33,8 +33,8 @@ import numpy as np
 
 from ..io.media import video_info
 from ..labels import DIMENSIONS, LEVELS, score_to_level
+from ..orbit import view_to_frame
 from .manifest import Record, View, write_manifest
-from .prepare import view_to_frame
 from .saliency_maps import save_saliency_png
 
 SPLITS = ("train", "eval")

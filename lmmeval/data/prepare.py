@@ -26,6 +26,7 @@ import numpy as np
 
 from ..io.media import VIDEO_SUFFIXES, video_info
 from ..labels import DIMENSIONS, score_to_level
+from ..orbit import view_to_frame
 from .descriptions import combine_categories
 from .manifest import Record, View, read_jsonl, write_manifest
 from .mos import compute_mos
@@ -46,13 +47,6 @@ class PrepareConfig:
             raise ValueError(f"folds must be >= 2, got {self.folds}")
         if self.min_votes < 1:
             raise ValueError(f"min_votes must be >= 1, got {self.min_votes}")
-
-
-def view_to_frame(view_deg: float, num_frames: int, sweep_deg: float = 180.0) -> int:
-    """Frame index whose camera azimuth is closest to ``view_deg`` on a uniform orbit."""
-    if abs(view_deg) > sweep_deg / 2:
-        raise ValueError(f"view {view_deg} deg lies outside the {sweep_deg} deg orbit")
-    return int(round((view_deg + sweep_deg / 2) / sweep_deg * (num_frames - 1)))
 
 
 def read_generators(path: Path) -> dict[str, str]:

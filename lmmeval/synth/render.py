@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..orbit import camera_direction
+
 # The camera orbit and lens shared by videos and snapshots.
 CAMERA_DISTANCE = 4.6
 CAMERA_HEIGHT = 0.15
@@ -88,8 +90,7 @@ class Camera:
 
 def orbit_camera(azimuth_deg: float, size: int) -> Camera:
     """Camera on the orbit circle; azimuth 0 is the frontal view, +90 looks at the head's left side."""
-    a = np.deg2rad(azimuth_deg)
-    position = np.array([CAMERA_DISTANCE * np.sin(a), CAMERA_HEIGHT, CAMERA_DISTANCE * np.cos(a)], dtype=np.float32)
+    position = (CAMERA_DISTANCE * camera_direction(azimuth_deg) + [0.0, CAMERA_HEIGHT, 0.0]).astype(np.float32)
     forward = CAMERA_TARGET - position
     forward /= np.linalg.norm(forward)
     right = np.cross(forward, np.array([0.0, 1.0, 0.0], dtype=np.float32))
@@ -97,13 +98,6 @@ def orbit_camera(azimuth_deg: float, size: int) -> Camera:
     up = np.cross(right, forward)
     focal = 0.5 * size / np.tan(np.deg2rad(FIELD_OF_VIEW_DEG) / 2)
     return Camera(position, right, up, forward, float(focal), size)
-
-
-def orbit_azimuths(num_frames: int, sweep_deg: float = 180.0) -> np.ndarray:
-    """Azimuth of each frame of a uniform orbit from -sweep/2 to +sweep/2 (the paper's 180 deg)."""
-    if num_frames == 1:
-        return np.zeros(1)
-    return np.linspace(-sweep_deg / 2, sweep_deg / 2, num_frames)
 
 
 def _ray_directions(camera: Camera) -> np.ndarray:

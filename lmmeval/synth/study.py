@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..orbit import SNAPSHOT_VIEWS
 from .descriptions import describe
 from .head import ACCESSORY, BLUR, EYE, FEATURE, HAIR, MOUTH, SEAM, STRUCTURE
 
-SNAPSHOT_VIEWS = (-45, 0, 45)
 N_SUBJECTS = 24
 N_UNRELIABLE = 3
 N_ANNOTATORS = 3

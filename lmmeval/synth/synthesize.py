@@ -27,8 +27,9 @@ from scipy.ndimage import gaussian_filter
 from ..io.media import write_video
 from .generators import GENERATORS, draw_distortions
 from .head import BLUR, Head, apply_distortion, build_head
-from .render import is_visible, orbit_azimuths, orbit_camera, render_view
-from .study import SNAPSHOT_VIEWS, latent_scores, simulate_marks, simulate_ratings
+from ..orbit import SNAPSHOT_VIEWS, orbit_azimuths
+from .render import is_visible, orbit_camera, render_view
+from .study import latent_scores, simulate_marks, simulate_ratings
 
 
 @dataclass(frozen=True)
