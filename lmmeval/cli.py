@@ -4,6 +4,7 @@
     lmmeval prepare RAW_DIR OUT_DIR [--folds 5]    annotations -> manifest.jsonl
     lmmeval import-gen3dhf ROOT OUT_DIR --labels DIR   the published Gen3DHF release -> manifest.jsonl
     lmmeval stats MANIFEST [--truth RAW/truth.jsonl]  dataset statistics and learnability checks
+    lmmeval render ASSET... --out DIR              3D heads -> videos in the Gen3DHF protocol
     lmmeval score INPUT... --out results.jsonl     score videos/images with an assessor checkpoint
     lmmeval evaluate --manifest M --fold K --out DIR   the paper's metrics on a held-out fold (or --split eval)
 
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 
 from .io.media import MEDIA_SUFFIXES
+from .render.assets import MESH_SUFFIXES
 from .labels import SCORE_RANGE
 
 
@@ -69,6 +71,52 @@ def _import_gen3dhf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render_config(args: argparse.Namespace):
+    from .render import RenderConfig
+
+    return RenderConfig(size=args.size, fps=args.fps, seconds=args.seconds, orbit_deg=args.orbit, spp=args.spp,
+                        up=args.up, front=args.front, workers=args.render_workers)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from .render import render_assets
+
+    config = _render_config(args)
+    results = render_assets(args.assets, args.out, config, resume=args.resume, progress=not args.quiet)
+    failed = [r for r in results if r.error]
+    for r in results:
+        if r.notes:
+            print(f"{r.source}: {'; '.join(r.notes)}", file=sys.stderr)
+    done = sum(r.error is None and not r.skipped for r in results)
+    skipped = sum(r.skipped for r in results)
+    print(f"{len(results)} assets: {done} rendered, {skipped} already complete in {args.out}, {len(failed)} failed "
+          f"({config.num_frames} frames of {config.size}x{config.size} at {config.fps} fps each)")
+    for r in failed:
+        print(f"  {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _add_render_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The protocol options of `render` (and, prefixed, of `score`, for the meshes among its inputs)."""
+    from .render import RenderConfig
+
+    d = RenderConfig()
+    p.add_argument(f"--{prefix}size", dest="size", type=int, default=d.size,
+                   help=f"frame side in pixels, even (default {d.size}, as in the paper)")
+    p.add_argument(f"--{prefix}fps", dest="fps", type=int, default=d.fps, help=f"frames per second (default {d.fps})")
+    p.add_argument(f"--{prefix}seconds", dest="seconds", type=float, default=d.seconds,
+                   help=f"video length (default {d.seconds:g} s)")
+    p.add_argument(f"--{prefix}orbit", dest="orbit", type=float, default=d.orbit_deg,
+                   help=f"camera orbit in degrees, profile to profile through the front (default {d.orbit_deg:g})")
+    p.add_argument(f"--{prefix}spp", dest="spp", type=int, default=d.spp,
+                   help=f"samples per pixel (default {d.spp}; the light is direct only)")
+    p.add_argument("--up", choices=("y", "z"), default=d.up, help=f"the assets' up axis (default {d.up})")
+    p.add_argument("--front", choices=("+x", "-x", "+y", "-y", "+z", "-z"), default=d.front,
+                   help=f"the direction the faces look in the assets' coordinates (default {d.front})")
+    p.add_argument(f"--{prefix}workers", dest="render_workers", type=int, default=d.workers, metavar="N",
+                   help=f"rendering processes (default {d.workers})")
+
+
 def _stats(args: argparse.Namespace) -> int:
     from .data.stats import dataset_report
 
@@ -111,7 +159,9 @@ def _score(args: argparse.Namespace) -> int:
         raise ValueError("--overlay needs --saliency-dir (where the overlays go)")
     check_options(args.batch_size, args.masks, args.mask_threshold, args.mask_dilate)
     load_assessor = _assessor_loader(args)  # its argument errors now, before any input is looked at
+    render = _render_config(args)  # likewise
     options = dict(batch_size=args.batch_size, csv_path=args.csv, saliency_dir=args.saliency_dir,
+                   render=render, render_cache=args.render_cache,
                    overlay=args.overlay, masks_dir=args.masks, mask_threshold=args.mask_threshold,
                    mask_dilate=args.mask_dilate, low_confidence_entropy=args.low_confidence, progress=not args.quiet,
                    workers=args.workers, keep_failed=args.keep_failed)
@@ -230,6 +280,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_import_gen3dhf)
 
+    p = sub.add_parser("render", help="render 3D head assets (.glb/.gltf/.obj/.ply) as videos in the Gen3DHF protocol",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Render each asset as the Gen3DHF videos were made: the camera orbiting the still "
+                                   "head from one profile to the other through the front, the head framed from its "
+                                   "bounding box (the same apparent size for every asset), a fixed light that "
+                                   "follows the camera. Writes OUT/<stem>.mp4 and OUT/<stem>_views.png (the -45/0/45 "
+                                   "degree views side by side). Needs the [render] extra (Mitsuba 3, trimesh); "
+                                   "uses a GPU when there is one.",
+                       epilog="Examples:\n"
+                              "  lmmeval render heads/ --out renders/ --workers 8          # the paper's protocol\n"
+                              "  lmmeval render head.glb --out renders/ --up z --front -y   # a z-up asset facing -y\n"
+                              "  lmmeval score heads/ --out r.jsonl         # meshes are rendered first, then scored")
+    p.add_argument("assets", nargs="+", metavar="ASSET", help="mesh files, or folders searched for them")
+    p.add_argument("--out", required=True, help="output folder (created)")
+    _add_render_options(p)
+    p.add_argument("--resume", action="store_true", help="skip assets whose video is already complete in --out")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_render)
+
     p = sub.add_parser("stats", help="statistics and learnability checks of a prepared manifest")
     p.add_argument("manifest", help="manifest.jsonl written by `lmmeval prepare`")
     p.add_argument("--truth", help="truth.jsonl of a synthetic set: also check MOS against the latent scores")
@@ -239,8 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="score videos and images: quality, authenticity, levels, distortions, saliency",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Score every input (files, or folders searched recursively for "
-                                   f"{', '.join(s.lstrip('.') for s in MEDIA_SUFFIXES)}) "
-                                   "and write one JSON line per input: id, path, quality and authenticity (MOS scale "
+                                   f"{', '.join(s.lstrip('.') for s in MEDIA_SUFFIXES)}, and 3D meshes "
+                                   f"{', '.join(s.lstrip('.') for s in MESH_SUFFIXES)}, which are first rendered "
+                                   "as in `lmmeval render`) and write one JSON line per input: id, path, quality and authenticity (MOS scale "
                                    f"{SCORE_RANGE[0]:g}-{SCORE_RANGE[1]:g}), their text levels and level probabilities, distortion categories, runtime. "
                                    "A failing input gets a line with its error and the run continues; the exit status "
                                    "is 1 if the results file holds a failure (earlier runs' included, after --resume).",
@@ -251,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "  lmmeval score renders/ --out r.jsonl --resume               # continue an interrupted run\n"
                               "  torchrun --nproc_per_node 8 -m lmmeval.cli score renders/ --model ckpt/ --out r.jsonl\n"
                               "                                    # one shard per GPU, merged into r.jsonl (resumable)")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video/image files or folders")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video, image or 3D mesh files, or folders")
     p.add_argument("--out", required=True, help="results file (JSON lines)")
     _model_options(p, untrained=True)
     p.add_argument("--csv", help="also write a flat CSV of the results here")
@@ -272,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="inputs per forward pass (default 4)")
     p.add_argument("--workers", type=int, default=0,
                    help="decode the next batches in this many worker processes while the model runs (default 0)")
+    p.add_argument("--render-cache", metavar="DIR",
+                   help="where 3D meshes among the inputs are rendered before scoring (default OUT.renders/; "
+                        "finished videos are reused)")
+    _add_render_options(p, prefix="render-")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the vision blocks and decoder layers (pays off on large runs: the first "
                         "batches are slow while kernels are built)")

@@ -82,11 +82,15 @@ def test_score_help_explains(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "--resume" in text and "Examples" in text and "exit status" in text
-    # The input types it lists are the ones it reads (lmmeval.io.media), not a copy that can drift.
+    # The input types it lists are the ones it reads (lmmeval.io.media, lmmeval.render.assets), not a
+    # copy that can drift.
     from lmmeval.io.media import MEDIA_SUFFIXES
+    from lmmeval.render.assets import MESH_SUFFIXES
 
-    listed = " ".join(text.split()).split("searched recursively for ")[1].split(")")[0]
-    assert listed == ", ".join(s.lstrip(".") for s in MEDIA_SUFFIXES)
+    listed = " ".join(text.split()).split("searched recursively for ")[1].split(", which")[0]
+    media, meshes = listed.split(", and 3D meshes ")
+    assert media == ", ".join(s.lstrip(".") for s in MEDIA_SUFFIXES)
+    assert meshes == ", ".join(s.lstrip(".") for s in MESH_SUFFIXES)
 
 
 @pytest.mark.slow

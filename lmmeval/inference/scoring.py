@@ -14,16 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io.media import MEDIA_SUFFIXES
+from ..render.assets import MESH_SUFFIXES
 from .assessor import Assessor
 from .writers import write_csv, write_masks, write_overlay, write_saliency_png
 
 
 def collect_inputs(paths: list[str | Path]) -> list[Path]:
-    """Files to score: given files as they are, folders recursed for video/image suffixes (sorted)."""
+    """Files to score: given files as they are, folders recursed for video, image and 3D-mesh suffixes (sorted)."""
+    suffixes = MEDIA_SUFFIXES + MESH_SUFFIXES
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in MEDIA_SUFFIXES))
+            found.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes))
         else:
             found.append(p)  # a missing or odd file is reported as that input's error, not dropped
     seen, unique = set(), []
@@ -110,11 +112,14 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
                 overlay: bool = False, masks_dir: str | Path | None = None, mask_threshold: float = 0.5,
                 mask_dilate: int = 3, low_confidence_entropy: float = 1.2, progress: bool = True,
                 files: list[Path] | None = None, also_done: set[str] = frozenset(), workers: int = 0,
-                keep_failed: bool = False) -> ScoreSummary:
+                keep_failed: bool = False, render=None, render_cache: str | Path | None = None) -> ScoreSummary:
     """Score ``inputs`` (files or folders) into ``out_path`` (JSON lines); see module docstring.
 
     With ``resume``, inputs already in the file are skipped, except those that failed, which are
-    scored again (``keep_failed``: skipped too). ``files`` (a shard of ``collect_inputs(inputs)``)
+    scored again (``keep_failed``: skipped too). 3D meshes among the inputs are first rendered in the
+    Gen3DHF protocol (``render``: a ``lmmeval.render.RenderConfig``, default the paper's) into
+    ``render_cache`` (default ``<out>.renders/``; finished videos are reused), and their videos
+    scored: the row keeps the mesh's path and notes the video. ``files`` (a shard of ``collect_inputs(inputs)``)
     restricts the run to those files, with ids still relative to ``inputs``; ``also_done`` are paths
     finished elsewhere (skipped on resume).
     """
@@ -130,14 +135,26 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
     todo = [f for f in files if str(f.resolve()) not in done]
     want_maps = saliency_dir is not None or masks_dir is not None
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    videos = _render_meshes([f for f in todo if f.suffix.lower() in MESH_SUFFIXES], render,
+                            Path(render_cache) if render_cache else out_path.with_name(out_path.name + ".renders"),
+                            progress)
     bar = tqdm(total=len(todo), desc="scoring", unit="input", disable=not progress)
     with open(out_path, "a") as out:
-        # Decoding of the next batches runs ahead in worker processes when workers > 0.
-        batches = assessor.assess_batches([str(f) for f in todo], batch_size, saliency=want_maps, on_error="return",
+        # Decoding of the next batches runs ahead in worker processes when workers > 0. A mesh is scored
+        # through its video; one that could not be rendered gets its error as the input's (see below).
+        items = [str(videos[f].video) if f in videos and videos[f].error is None else str(f) for f in todo]
+        batches = assessor.assess_batches(items, batch_size, saliency=want_maps, on_error="return",
                                           workers=workers, keep_frames=overlay)
         for start, results in zip(range(0, len(todo), batch_size), batches):
             chunk = todo[start:start + batch_size]
             for f, r in zip(chunk, results):
+                if f in videos:  # the row is the mesh's, its rendering noted (or its failure)
+                    rendered = videos[f]
+                    r.source = str(f)
+                    if rendered.error is not None:
+                        r.error = rendered.error
+                    else:
+                        r.notes = [f"rendered to {rendered.video} by lmmeval render", *rendered.notes, *r.notes]
                 row = {"id": _input_id(f, inputs), **r.to_dict(), "path": str(f.resolve())}
                 if r.ok:
                     # Low confidence: the level distribution of some dimension is too flat.
@@ -164,6 +181,24 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
     results, failed, uncertain = file_counts(out_path)
     return ScoreSummary(total=len(files), kept=len(files) - len(todo), retried=retried, scored_now=len(todo),
                         results=results, failed=failed, low_confidence=uncertain)
+
+
+def _render_meshes(meshes: list[Path], config, cache: Path, progress: bool) -> dict:
+    """{mesh: its ``lmmeval.render.Rendered``} (with ``error`` set where it could not be rendered)."""
+    if not meshes:
+        return {}
+    try:
+        from ..render import RenderConfig, render_assets
+
+        import mitsuba  # noqa: F401  (the optional extra)
+        import trimesh  # noqa: F401
+    except ImportError:
+        from ..render import Rendered
+
+        reason = "3D meshes are rendered before scoring, which needs pip install 'lmmeval[render]'"
+        return {f: Rendered(source=str(f), error=f"{f}: {reason}") for f in meshes}
+    results = render_assets(meshes, cache, config or RenderConfig(), resume=True, progress=progress)
+    return dict(zip(meshes, results))
 
 
 def _input_id(path: Path, roots: list[str | Path]) -> str:

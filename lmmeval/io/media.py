@@ -63,7 +63,18 @@ def read_video(path: str | Path, indices: list[int] | None = None) -> tuple[np.n
     bad = [i for i in indices if not 0 <= i < len(reader)]
     if bad:
         raise ValueError(f"{path}: frame indices {bad[:5]} outside 0..{len(reader) - 1}")
-    return reader.get_batch(indices).asnumpy(), float(reader.get_avg_fps())
+    return _get_batch(reader, Path(path), indices), float(reader.get_avg_fps())
+
+
+def _get_batch(reader, path: Path, indices: list[int]) -> np.ndarray:
+    """decord's frames at ``indices``; PyAV's where decord opens a file but cannot copy its frames out
+    (seen for some small frame widths, e.g. 48 pixels: a row-stride mismatch inside decord)."""
+    try:
+        with tempfile.TemporaryFile() as native, _native_stderr_to(native):
+            return reader.get_batch(indices).asnumpy()
+    except Exception as err:  # decord's own DECORDError
+        frames, _, _ = _decode_with_pyav(path, VideoDecodeError(path, f"{type(err).__name__}: {str(err)[:200]}"))
+        return frames[indices]
 
 
 class VideoDecodeError(ValueError):
@@ -206,7 +217,7 @@ def _read_sampled_video(path: Path, sampling: SamplingConfig, geometry: PatchGeo
     if len(timestamps) == 1:
         notes.append("single-frame video: assessed as a still")
     # decord applies display rotation metadata itself; the PyAV fallback does it below.
-    frames = frames[indices] if frames is not None else reader.get_batch(indices).asnumpy()
+    frames = frames[indices] if frames is not None else _get_batch(reader, path, indices)
     return frames, timestamps, indices, notes
 
 
