@@ -179,9 +179,10 @@ def _score(args: argparse.Namespace) -> int:
     else:
         summary = score_files(load_assessor(args.device), args.inputs, args.out, resume=args.resume, **options)
     retried = f", {summary.retried} of them failed before" if summary.retried else ""
+    ood = f", {summary.out_of_distribution} out of distribution" if summary.ood_checked else ""
     print(f"{summary.total} inputs: {summary.scored_now} scored now{retried}, {summary.kept} already in {args.out}; "
           f"{args.out} holds {summary.results - summary.failed} scored ({summary.low_confidence} flagged "
-          f"low-confidence) and {summary.failed} failed")
+          f"low-confidence{ood}) and {summary.failed} failed")
     if summary.failed:
         print(f"failed inputs are listed with their 'error' in {args.out}", file=sys.stderr)
     return 1 if summary.failed else 0
@@ -196,6 +197,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     run(args.model, args.manifest, fold, args.out, base=args.base, device=args.device, batch_size=args.batch_size,
         command=args.command_line, split=args.split, load_assessor=_assessor_loader(args))
     print((Path(args.out) / "report.md").read_text())
+    return 0
+
+
+def _calibrate_ood(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .inference.ood_calibration import calibrate_checkpoint
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    ood, scores = calibrate_checkpoint(args.model, args.manifest, held_out_fold=args.held_out_fold,
+                                       held_out_split=args.held_out_split, components=args.components,
+                                       quantile=args.quantile, folds=args.folds, batch_size=args.batch_size,
+                                       device=args.device, base=args.base, progress=not args.quiet,
+                                       command=args.command_line)
+    print(f"wrote {Path(args.model) / 'ood.safetensors'}: fitted on {ood.n_fit} training videos, {ood.axes.shape[0]} "
+          f"axes of {ood.dim}; threshold {ood.threshold:.3f} (the {ood.quantile:g} quantile of held-out folds' scores); "
+          f"training videos' scores: median {np.median(scores):.3f}, max {scores.max():.3f}")
     return 0
 
 
@@ -365,6 +384,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--batch-size", type=int, default=4, help="videos per forward pass (default 4)")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("calibrate-ood", help="fit a checkpoint's out-of-distribution flag on its training videos",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Compute every training video's vision feature (the mean merged vision token), fit "
+                                   "their distribution (a Gaussian with a low-rank covariance) and a threshold (a "
+                                   "quantile of held-out folds' distances), and write ood.safetensors into the "
+                                   "checkpoint. From then on every scored input gets ood_score (about 1 for a typical "
+                                   "training input) and out_of_distribution (above the threshold). Give the manifests "
+                                   "the checkpoint was trained on, and what training held out.",
+                       epilog="Examples:\n"
+                              "  lmmeval calibrate-ood --model runs/demo/stage3/final --manifest runs/cv/prepared/manifest.jsonl\n"
+                              "  lmmeval calibrate-ood --model ckpt/ --base /models/Qwen2.5-VL-7B-Instruct "
+                              "--manifest gen3dhf/manifest.jsonl --held-out-split eval")
+    p.add_argument("--model", required=True, help="checkpoint folder (ood.safetensors is written into it)")
+    p.add_argument("--base", help="base Qwen2.5-VL folder for the checkpoint, instead of the one it records")
+    p.add_argument("--manifest", required=True, nargs="+", help="the manifest(s) the checkpoint was trained on")
+    held = p.add_mutually_exclusive_group()
+    held.add_argument("--held-out-fold", type=int, default=-1, help="a fold training left out (default: none)")
+    held.add_argument("--held-out-split", help="an official split training left out, e.g. eval (Gen3DHF)")
+    p.add_argument("--components", type=int, default=32, help="principal axes modelled (default 32)")
+    p.add_argument("--quantile", type=float, default=0.99,
+                   help="held-out quantile used as the threshold (default 0.99: about 1%% of inputs like the "
+                        "training videos are flagged)")
+    p.add_argument("--folds", type=int, default=5, help="folds for the held-out scores (default 5)")
+    p.add_argument("--batch-size", type=int, default=4, help="videos per forward pass (default 4)")
+    p.add_argument("--device", help="torch device (default: cuda if available)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_calibrate_ood)
     return parser
 
 

@@ -130,7 +130,7 @@ def test_resume_takes_failed_rows_out_of_the_file_to_score_them_again(tmp_path):
             {"path": "c", "error": None, "low_confidence": False}]
     text = "".join(json.dumps(r) + "\n" for r in rows)
     out.write_text(text)
-    assert file_counts(out) == (3, 1, 1)
+    assert file_counts(out) == (3, 1, 1, 0, 0)
     kept, dropped = resume_rows(out, keep_failed=True)
     assert set(kept) == {"a", "b", "c"} and dropped == 0 and out.read_text() == text
     kept, dropped = resume_rows(out)

@@ -352,3 +352,60 @@ def test_video_mean_head_gets_the_video_token_states_and_round_trips(tiny_base, 
     assert json.loads((ckpt / "config.json").read_text())["regression"]["video_mean"] is True
     b = Assessor.from_pretrained(ckpt, device="cpu")
     assert a.assess(str(video_path)).quality == pytest.approx(b.assess(str(video_path)).quality, abs=1e-5)
+
+
+def test_vision_depths_at_picks_the_blocks_at_those_fractions():
+    from lmmeval.model.configuration import SaliencyDecoderConfig
+
+    assert SaliencyDecoderConfig.vision_depths_at([0.25, 0.5, 0.75], 32) == [7, 15, 23]  # the 7B tower
+    assert SaliencyDecoderConfig.vision_depths_at([0.25, 0.5, 0.75], 4) == [0, 1, 2]  # the tiny one
+    with pytest.raises(ValueError, match="vision_depths"):
+        SaliencyDecoderConfig(vision_dim=8, llm_dim=8, vision_depths=[1, 1])
+
+
+@pytest.mark.parametrize("vision_dim,llm_dim,depths", [(64, 128, [0, 1, 2]), (1280, 3584, [7, 15, 23])],
+                         ids=["tiny", "7b"])
+def test_multi_depth_decoder_shapes(vision_dim, llm_dim, depths):
+    """At the tiny and the 7B widths: one visual branch per earlier block, their maps stacked into the
+    fusion's skip, one saliency map per temporal group at the asked size; the wrong number of grids
+    is refused."""
+    from lmmeval.model.configuration import SaliencyDecoderConfig
+    from lmmeval.model.heads import SaliencyDecoder
+
+    config = SaliencyDecoderConfig.scaled_to(vision_dim, llm_dim, 2)
+    config.vision_depths = depths
+    decoder = SaliencyDecoder(config)
+    assert len(decoder.vision_depths) == 3
+    assert decoder.fuse.conv1[0].in_channels == config.llm_channels + 4 * config.vision_channels
+    t, h, w = 2, 6, 8  # patches
+    grid = lambda: torch.randn(t, h, w, vision_dim)  # noqa: E731
+    tokens = torch.randn(t * (h // 2) * (w // 2), llm_dim)
+    with torch.no_grad():
+        maps = decoder(grid(), tokens, (84, 112), [grid() for _ in depths])
+    assert maps.shape == (t, 84, 112) and torch.isfinite(maps).all()
+    with pytest.raises(ValueError, match="reads 3 earlier vision blocks"):
+        decoder(grid(), tokens, (84, 112))
+
+
+def test_earlier_blocks_are_captured_in_the_same_window_order_as_the_last(tiny_base, video_path):
+    """The hook that captures an earlier block's output, asked for the last block, returns exactly the
+    tower's last_hidden_state (the order restore_patch_grid undoes); the hooks are gone afterwards; and
+    a model whose decoder reads blocks 0-2 gives maps of the usual shape, its scores unchanged."""
+    from lmmeval.model.configuration import SamplingConfig
+
+    a = Assessor.from_base(tiny_base, device="cpu", sampling=SamplingConfig(max_pixels=112 * 112, max_frames=8))
+    visual = a.model.backbone.model.visual
+    batch = build_batch(a.processor, [_visual(a, str(video_path)), _visual(a, _image())], LEVEL_TASKS)
+    last = len(visual.blocks) - 1
+    with torch.no_grad():
+        _, patches, (captured,) = a.model.encode_videos(batch, [last])
+    for p, c in zip(patches, captured):
+        torch.testing.assert_close(c, p)
+    assert not any(block._forward_hooks for block in visual.blocks)
+
+    before = a.assess(str(video_path))
+    factory.replace_saliency_decoder(a.parts, [0, 1, 2], seed=0)
+    after = a.assess(str(video_path))
+    assert after.saliency.shape == before.saliency.shape and after.quality == pytest.approx(before.quality, abs=1e-5)
+    with pytest.raises(ValueError, match="4 blocks"):
+        factory.replace_saliency_decoder(a.parts, [3])

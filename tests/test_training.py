@@ -180,6 +180,24 @@ def test_stage2_can_train_a_head_that_reads_the_video_tokens(stages, train8):
         _config(3, train8, root / "unused", init_from=str(final), regression_video_mean=True)
 
 
+def test_stage3_can_train_a_decoder_that_reads_earlier_vision_blocks(stages, train8):
+    """saliency_vision_depths: stage 3 swaps the checkpoint's decoder for one with a branch per earlier
+    block, trains every branch, and the checkpoint records the blocks (and loads them back)."""
+    root, finals = stages
+    final = run_stage(_config(3, train8, root / "s3_depths", init_from=str(finals[2]), lr=1e-3, steps=3,
+                              saliency_vision_depths=[0, 2]), progress=False)
+    a = Assessor.from_pretrained(final, device="cpu")
+    assert a.config.saliency.vision_depths == [0, 2] and len(a.model.saliency.vision_depths) == 2
+    fresh = Assessor.from_pretrained(finals[2], device="cpu")
+    factory.replace_saliency_decoder(fresh.parts, [0, 2], seed=0)  # what stage 3 started from
+    trained, start = a.model.saliency.state_dict(), fresh.model.saliency.state_dict()
+    assert set(trained) == set(start)
+    for branch in ("vision_depths.0.0.0.weight", "vision_depths.1.0.0.weight", "vision.0.0.weight"):
+        assert not trained[branch].equal(start[branch]), branch
+    with pytest.raises(ValueError, match="stage 3 setting"):
+        _config(2, train8, root / "unused", init_from=str(finals[1]), saliency_vision_depths=[0])
+
+
 def test_config_errors_are_clear(tmp_path):
     from lmmeval.training import load_train_config
 

@@ -5,7 +5,8 @@ r"""Train the embedded demo checkpoint end to end (what `make demo-checkpoint` r
 2. run the three stage scripts (tiny preset, configs/tiny/*.yaml, DeepSpeed ZeRO-2), stage 1
    starting from --base: by default the tiny base whose vision tower stage 0 pretrained
    (`make pretrain`), since the random tower learns next to nothing (docs/results.md);
-3. copy the final assessor, with its base model inside, to lmmeval/assets/demo_checkpoint;
+3. copy the final assessor, with its base model inside, to lmmeval/assets/demo_checkpoint, and fit its
+   out-of-distribution statistics on the training videos (`lmmeval calibrate-ood`);
 4. evaluate it on a separately rendered synthetic test study, writing
    docs/demo_checkpoint/report.md. The test study uses seed 2: seed 0 is the training
    study and seeds 1 and 3 stage 0's corpus, so no test video was seen by any stage.
@@ -95,6 +96,8 @@ def main() -> int:
         f"stage 1 started from `{args.base}`) trained by `train/build_demo_checkpoint.py` on the project's "
         "synthetic benchmark. A demonstration of the pipeline, not a face-quality model. `base/` is its "
         "base model.\n")
+    # The out-of-distribution flag: the training videos' feature distribution, stored with the checkpoint.
+    run([py, "-m", "lmmeval.cli", "calibrate-ood", "--model", args.out, "--manifest", manifest, "--device", "cpu", "-q"])
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"demo checkpoint: {out} ({size / 2**20:.1f} MiB)")
 

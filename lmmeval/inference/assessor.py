@@ -27,6 +27,7 @@ from ..labels import LEVELS, SCORE_RANGE
 from ..model import factory
 from ..model.configuration import PatchGeometry, SamplingConfig
 from ..model.modeling import takes_encoder_outputs
+from ..model.ood import vision_token_mean
 from ..model.processing import build_batch, preprocess_videos
 from ..prompts import DISTORTION_ANSWER_STEM, LEVEL_TASKS, parse_distortion_answer
 
@@ -52,6 +53,9 @@ class Assessment:
     distortions: list[str] = field(default_factory=list)
     saliency: np.ndarray | None = None  # float32 [T, H, W] (video) or [H, W] (image), in [0, 1]
     description: str | None = None  # free text, with describe=True
+    # Unlike the training inputs? (lmmeval.model.ood; None when the checkpoint has no statistics)
+    ood_score: float | None = None  # about 1 for a typical training input
+    out_of_distribution: bool | None = None  # ood_score above the checkpoint's calibrated threshold
     frame_indices: list[int] = field(default_factory=list)  # source frame of each saliency map
     notes: list[str] = field(default_factory=list)  # what sampling changed (frame cap, downscaling)
     error: str | None = None  # set instead of the fields above when the input failed
@@ -109,7 +113,9 @@ class Assessment:
             "level_probs": {d: {k: round(v, 5) for k, v in p.items()} for d, p in self.level_probs.items()},
             "expected_level": {d: round(v, 4) for d, v in self.expected_level.items()},
             "uncertainty": {d: {k: round(v, 4) for k, v in u.items()} for d, u in self.uncertainty.items()},
-            "distortions": self.distortions, "description": self.description, "notes": self.notes,
+            "distortions": self.distortions, "description": self.description,
+            "ood_score": _round(self.ood_score) if self.ood_score is not None else None,
+            "out_of_distribution": self.out_of_distribution, "notes": self.notes,
             "error": self.error, "runtime_s": round(self.runtime_s, 4),
         }
 
@@ -277,6 +283,9 @@ class Assessor:
                        else [None] * len(visuals))
         descriptions = (self._generate(visuals, "describe", pixels, out.video_features) if describe
                         else [None] * len(visuals))
+        ood_scores = flagged = [None] * len(visuals)
+        if self.parts.ood is not None:
+            ood_scores, flagged = self.parts.ood.flag(vision_token_mean(out.video_features).cpu().numpy())
         results = []
         for b, v in enumerate(visuals):
             level_probs = {dim: dict(zip(LEVELS, probs[b, j].tolist())) for j, dim in enumerate(LEVEL_TASKS)}
@@ -286,6 +295,8 @@ class Assessor:
                 "level_probs": level_probs,
                 "distortions": parse_distortion_answer(distortions[b]) if distortions[b] is not None else [],
                 "description": descriptions[b],
+                "ood_score": None if ood_scores[b] is None else float(ood_scores[b]),
+                "out_of_distribution": None if flagged[b] is None else bool(flagged[b]),
             }
             if saliency:
                 maps = torch.sigmoid(out.saliency_logits[b].float()).cpu().numpy()  # (t, H, W), one per temporal patch
@@ -293,6 +304,28 @@ class Assessor:
                 res["saliency"] = maps[0] if v.is_image else np.repeat(maps, patch, axis=0)[: len(v.frames)]
             results.append(res)
         return results
+
+    def features(self, items: list, batch_size: int = 4, workers: int = 0, progress: bool = False) -> np.ndarray:
+        """(n, d) float32: each input's mean merged vision token, the feature ``lmmeval.model.ood``
+        models (``lmmeval calibrate-ood`` fits it on the training videos). An unreadable input raises."""
+        from tqdm.auto import tqdm
+
+        self.model.eval()
+        loading = _Loading(self.config.sampling, self.parts.geometry, False)
+        out = []
+        with tqdm(total=len(items), desc="features", unit="input", disable=not progress) as bar:
+            for loaded in _loaded_batches(list(items), loading, batch_size, workers):
+                bad = [v for _, v in loaded if isinstance(v, str)]
+                if bad:
+                    raise ValueError(bad[0])
+                visuals = [v for _, v in loaded]
+                with torch.inference_mode():
+                    pixels = preprocess_videos(self.processor, visuals)
+                    batch = build_batch(self.processor, visuals, LEVEL_TASKS, pixels=pixels).to(self.device)
+                    merged, _, _ = self.model.encode_videos(batch)
+                    out.append(vision_token_mean(merged).cpu().numpy())
+                bar.update(len(loaded))
+        return np.concatenate(out) if out else np.zeros((0, self.config.regression.hidden_size), np.float32)
 
     def _generate(self, visuals: list[Visual], task: str, pixels: dict | None = None, video_features=None,
                   max_new_tokens: int = 48) -> list[str]:

@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..io.media import MEDIA_SUFFIXES
 from ..render.assets import MESH_SUFFIXES
@@ -91,12 +92,26 @@ class ScoreSummary:
     results: int  # rows in the results file
     failed: int  # rows with an error in the results file
     low_confidence: int = 0  # rows flagged as uncertain in the results file
+    out_of_distribution: int = 0  # rows flagged as unlike the checkpoint's training inputs
+    ood_checked: int = 0  # rows with an out-of-distribution verdict (the checkpoint has the statistics)
 
 
-def file_counts(out_path: Path) -> tuple[int, int, int]:
-    """(rows, failed rows, low-confidence rows) of a complete results file."""
+class FileCounts(NamedTuple):
+    results: int
+    failed: int
+    low_confidence: int
+    out_of_distribution: int
+    ood_checked: int
+
+
+def file_counts(out_path: Path) -> FileCounts:
+    """Rows, failed rows, low-confidence rows, out-of-distribution rows and rows checked for it, of a
+    complete results file."""
     rows = read_rows(out_path).values()
-    return len(rows), sum(r.get("error") is not None for r in rows), sum(bool(r.get("low_confidence")) for r in rows)
+    return FileCounts(len(rows), sum(r.get("error") is not None for r in rows),
+                      sum(bool(r.get("low_confidence")) for r in rows),
+                      sum(bool(r.get("out_of_distribution")) for r in rows),
+                      sum(r.get("out_of_distribution") is not None for r in rows))
 
 
 def check_options(batch_size: int, masks_dir, mask_threshold: float, mask_dilate: int) -> None:
@@ -178,9 +193,8 @@ def score_files(assessor: Assessor, inputs: list[str | Path], out_path: str | Pa
     bar.close()
     if csv_path is not None:
         write_csv(out_path, Path(csv_path))
-    results, failed, uncertain = file_counts(out_path)
     return ScoreSummary(total=len(files), kept=len(files) - len(todo), retried=retried, scored_now=len(todo),
-                        results=results, failed=failed, low_confidence=uncertain)
+                        **file_counts(out_path)._asdict())
 
 
 def _render_meshes(meshes: list[Path], config, cache: Path, progress: bool) -> dict:
@@ -248,10 +262,9 @@ def score_distributed(assessor_factory, inputs: list[str | Path], out_path: str 
         _merge(out_path, [out_path.with_name(f"{out_path.name}.rank{r}-of-{world}") for r in range(world)], files)
     dist.barrier()
     scored_now, retried = counts.tolist()
-    results, failed, uncertain = file_counts(out_path)
     retried += sum(r.get("error") is not None for r in before.values()) if not keep_failed else 0
     return ScoreSummary(total=len(files), kept=len(files) - scored_now, retried=retried, scored_now=scored_now,
-                        results=results, failed=failed, low_confidence=uncertain)
+                        **file_counts(out_path)._asdict())
 
 
 def _merge(out_path: Path, shards: list[Path], files: list[Path]) -> None:

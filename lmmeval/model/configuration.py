@@ -97,6 +97,26 @@ class SaliencyDecoderConfig:
     llm_channels: int = 64
     fused_channels: int = 64
     refine_channels: int = 32
+    # Vision blocks (0-based) whose outputs join the last block's as skips of the U-Net fusion, besides
+    # the LLM's video-token states; [] (default): the last block alone. E.g. [7, 15, 23] for the 7B
+    # tower's 32 blocks (1/4, 1/2, 3/4 depth); `vision_depths_at(fractions, depth)` picks them.
+    vision_depths: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        depths = self.vision_depths
+        if not isinstance(depths, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                    for d in depths):
+            raise ValueError(f"vision_depths must be a list of block indices >= 0, got {depths!r}")
+        if len(set(depths)) != len(depths):
+            raise ValueError(f"vision_depths names a block twice: {depths}")
+
+    @staticmethod
+    def vision_depths_at(fractions: list[float], depth: int) -> list[int]:
+        """Block indices at ``fractions`` of a ``depth``-block tower (0.25 of 32 -> block 7, the 8th),
+        the last block left out (it is always used)."""
+        if not all(0 < f < 1 for f in fractions):
+            raise ValueError(f"depth fractions must be in (0, 1), got {fractions}")
+        return sorted({max(0, round(f * depth) - 1) for f in fractions} - {depth - 1})
 
     @classmethod
     def scaled_to(cls, vision_dim: int, llm_dim: int, merge: int) -> SaliencyDecoderConfig:

@@ -2,8 +2,8 @@
 
 A checkpoint folder holds ``config.json`` (``AssessorConfig``), the LoRA adapter in PEFT
 format (``adapter_config.json`` + ``adapter_model.safetensors``; absent before any LoRA
-training), ``heads.safetensors`` (regression head and saliency decoder) and the processor
-files. The base model is referenced, not copied: a Qwen2.5-VL folder (a relative path is
+training), ``heads.safetensors`` (regression head and saliency decoder), the processor
+files and, once ``lmmeval calibrate-ood`` has run, ``ood.safetensors`` (``lmmeval.model.ood``). The base model is referenced, not copied: a Qwen2.5-VL folder (a relative path is
 relative to the checkpoint folder) or ``preset:NAME``, random weights at a preset's shape
 (``lmmeval.model.presets``). The folder also loads with plain transformers + peft (README).
 
@@ -26,6 +26,7 @@ from .configuration import (CONFIG_NAME, AssessorConfig, LoraSettings, PatchGeom
                             SaliencyDecoderConfig, SamplingConfig)
 from .heads import RegressionHead, SaliencyDecoder
 from .modeling import LMME3DHF
+from .ood import OOD_NAME, FeatureDistribution
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "demo_checkpoint"
 HEADS_NAME = "heads.safetensors"
@@ -51,6 +52,7 @@ class AssessorModel:
     device: torch.device
     peft_model: Any = None  # the PeftModel whose LoRA layers live inside network.backbone (None: no adapter)
     attention: str = "sdpa"  # transformers' attention implementation the base was loaded with
+    ood: FeatureDistribution | None = None  # the training features' distribution (None: not calibrated)
 
     @property
     def geometry(self) -> PatchGeometry:
@@ -247,7 +249,17 @@ def load_model(path: str | Path | None = None, device: str | torch.device | None
         peft_model = PeftModel.from_pretrained(backbone, path, is_trainable=trainable)  # LoRA injected in place
     network = _assemble(backbone, processor, config, device)
     _load_heads(network, path / HEADS_NAME)
-    return AssessorModel(network.eval(), processor, config, device, peft_model, attention)
+    # Training moves the features the distribution was fitted on: a model loaded to train carries none.
+    ood = None if trainable else _load_ood(path, config)
+    return AssessorModel(network.eval(), processor, config, device, peft_model, attention, ood)
+
+
+def _load_ood(path: Path, config: AssessorConfig) -> FeatureDistribution | None:
+    ood = FeatureDistribution.load(path)
+    if ood is not None and ood.dim != config.regression.hidden_size:
+        raise ValueError(f"{path}/{OOD_NAME}: fitted on {ood.dim}-wide features, but this model's are "
+                         f"{config.regression.hidden_size} wide; rerun `lmmeval calibrate-ood`")
+    return ood
 
 
 def save_model(model: AssessorModel, out_dir: str | Path, base_reference: str | None = None) -> Path:
@@ -269,6 +281,10 @@ def save_model(model: AssessorModel, out_dir: str | Path, base_reference: str | 
     save_file({k: v.detach().float().cpu().contiguous() for k, v in heads.items()}, out_dir / HEADS_NAME)
     model.processor.save_pretrained(out_dir)
     (out_dir / CONFIG_NAME).write_text(dataclasses.replace(model.config, base=base_ref).to_json())
+    if model.ood is not None:
+        model.ood.save(out_dir)
+    elif (out_dir / OOD_NAME).exists():  # an earlier model's statistics would not describe this one
+        (out_dir / OOD_NAME).unlink()
     return out_dir
 
 
@@ -293,7 +309,25 @@ def replace_regression_head(model: AssessorModel, video_mean: bool, seed: int = 
     model.network.regression = RegressionHead(model.config.regression).to(model.device)
 
 
+def replace_saliency_decoder(model: AssessorModel, vision_depths: list[int], seed: int = 0) -> None:
+    """A freshly initialised saliency decoder reading the vision blocks ``vision_depths`` besides the
+    last (stage 3 trains it from scratch). Seeds torch's global generator with ``seed`` first."""
+    saliency = dataclasses.replace(model.config.saliency, vision_depths=list(vision_depths))
+    _check_vision_depths(saliency.vision_depths, model.network.backbone)
+    model.config.saliency = saliency
+    torch.manual_seed(seed)
+    model.network.saliency = SaliencyDecoder(saliency).to(model.device)
+
+
+def _check_vision_depths(depths: list[int], backbone) -> None:
+    blocks = len(backbone.model.visual.blocks)
+    if any(d >= blocks - 1 for d in depths):
+        raise ValueError(f"saliency vision_depths {depths}: the vision tower has {blocks} blocks; give earlier "
+                         f"ones (0..{blocks - 2}), the last is always read")
+
+
 def _assemble(backbone, processor, config: AssessorConfig, device: torch.device) -> LMME3DHF:
+    _check_vision_depths(config.saliency.vision_depths, backbone)
     network = LMME3DHF(backbone, processor.tokenizer, RegressionHead(config.regression),
                        SaliencyDecoder(config.saliency))
     # The heads stay float32 whatever the base's precision (they cast their inputs up).

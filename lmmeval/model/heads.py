@@ -94,12 +94,17 @@ class SaliencyDecoder(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        # Visual branch: convs, then PixelShuffle doubles the patch grid's resolution.
-        self.vision = nn.Sequential(
-            Conv2dReLU(c.vision_dim, c.vision_channels, 3, padding=1, use_norm=False),
-            nn.Conv2d(c.vision_channels, 4 * c.vision_channels, 1),
-            nn.PixelShuffle(2),
-        )
+        # Visual branch: convs, then PixelShuffle doubles the patch grid's resolution; one branch for
+        # the last vision block and one per earlier block of ``vision_depths``.
+        def visual_branch():
+            return nn.Sequential(
+                Conv2dReLU(c.vision_dim, c.vision_channels, 3, padding=1, use_norm=False),
+                nn.Conv2d(c.vision_channels, 4 * c.vision_channels, 1),
+                nn.PixelShuffle(2),
+            )
+
+        self.vision = visual_branch()
+        self.vision_depths = nn.ModuleList([visual_branch() for _ in c.vision_depths])
         # Multimodal branch: an MLP per token, then 3D convs over (t, h, w).
         self.llm_mlp = nn.Sequential(nn.Linear(c.llm_dim, c.llm_channels), nn.GELU(), nn.Linear(c.llm_channels, c.llm_channels))
         self.llm_3d = nn.Sequential(
@@ -107,7 +112,9 @@ class SaliencyDecoder(nn.Module):
             nn.Conv3d(c.llm_channels, c.llm_channels, 3, padding=1), nn.ReLU(inplace=True),
         )
         # Fusion: a U-Net decoder block upsamples the multimodal map onto the visual one (the skip).
-        self.fuse = UnetDecoderBlock(c.llm_channels, c.vision_channels, c.fused_channels, use_norm=False,
+        # With earlier blocks, their maps are stacked onto the last block's as one wider skip.
+        skip_channels = c.vision_channels * (1 + len(c.vision_depths))
+        self.fuse = UnetDecoderBlock(c.llm_channels, skip_channels, c.fused_channels, use_norm=False,
                                      interpolation_mode="bilinear")
         # Refinement: spatial convs, PixelShuffle again, final convs to one channel.
         self.refine = nn.Sequential(
@@ -118,17 +125,26 @@ class SaliencyDecoder(nn.Module):
             nn.Conv2d(c.refine_channels, 1, 1),
         )
 
-    def forward(self, vision_grid: torch.Tensor, llm_tokens: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+    def forward(self, vision_grid: torch.Tensor, llm_tokens: torch.Tensor, out_size: tuple[int, int],
+                depth_grids: list[torch.Tensor] | None = None) -> torch.Tensor:
         """One sample.
 
-        vision_grid: (t, h, w, vision_dim) patch features in spatial order.
+        vision_grid: (t, h, w, vision_dim) the last vision block's patch features in spatial order.
         llm_tokens: (t * h/merge * w/merge, llm_dim) LLM states at the video tokens, raster order.
+        depth_grids: the earlier blocks' patch features, as vision_grid, one per ``config.vision_depths``.
         Returns saliency logits (t, H_out, W_out); ``sigmoid`` gives maps in [0, 1].
         """
         t, h, w, _ = vision_grid.shape
         m = self.config.merge
         dtype = self.llm_mlp[0].weight.dtype
+        depth_grids = depth_grids or []
+        if len(depth_grids) != len(self.vision_depths):
+            raise ValueError(f"this decoder reads {len(self.vision_depths)} earlier vision blocks "
+                             f"({self.config.vision_depths}), got {len(depth_grids)} grids")
         vis = self.vision(vision_grid.to(dtype).permute(0, 3, 1, 2))  # (t, cv, 2h, 2w)
+        if depth_grids:
+            earlier = [branch(g.to(dtype).permute(0, 3, 1, 2)) for branch, g in zip(self.vision_depths, depth_grids)]
+            vis = torch.cat([vis, *earlier], dim=1)  # (t, cv * (1 + depths), 2h, 2w)
         mm = self.llm_mlp(llm_tokens.to(dtype))  # (t*h/m*w/m, cm)
         mm = mm.reshape(t, h // m, w // m, -1).permute(3, 0, 1, 2).unsqueeze(0)  # (1, cm, t, h/m, w/m)
         mm = self.llm_3d(mm).squeeze(0).permute(1, 0, 2, 3)  # (t, cm, h/m, w/m)

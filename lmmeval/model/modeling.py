@@ -19,6 +19,7 @@ the caller on the same vision tokens).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -78,21 +79,33 @@ class LMME3DHF(nn.Module):
     def forward(self, batch: ModelBatch, with_saliency: bool = True,
                 out_sizes: list[tuple[int, int]] | None = None) -> LMME3DHFOutput:
         """``out_sizes``: per sample, the (H, W) of its saliency maps (default: the frames' size)."""
-        merged, patches = self._encode_videos(batch)
+        depths = self.saliency.config.vision_depths if with_saliency else []
+        merged, patches, depth_patches = self.encode_videos(batch, depths)
         hidden = self._language_states(batch, merged)  # (B*K, L, d)
         level_logits, scores = self._level_outputs(batch, hidden)
         maps = states = None
         if with_saliency:
-            maps, states = self._saliency(batch, hidden, patches, out_sizes)
+            maps, states = self._saliency(batch, hidden, patches, depth_patches, out_sizes)
         return LMME3DHFOutput(video_features=merged, level_logits=level_logits, scores=scores,
                               lm_loss=self._lm_loss(batch, hidden), saliency_logits=maps, video_states=states)
 
-    def _encode_videos(self, batch: ModelBatch):
-        """The vision tower, once per sample: (merged tokens per video, patch features per video)."""
+    def encode_videos(self, batch: ModelBatch, depths: list[int] = ()):
+        """The vision tower, once for the batch: (merged tokens per video, last-block patch features per
+        video, and per block of ``depths`` its output's patch features per video). Every block's output
+        is in the tower's window order, as the last one's (see ``restore_patch_grid``)."""
         core = self.backbone.model
-        out = core.get_video_features(batch.pixel_values_videos, batch.video_grid_thw)
+        captured: dict[int, torch.Tensor] = {}
+        hooks = [core.visual.blocks[d].register_forward_hook(
+            lambda _module, _args, output, d=d: captured.__setitem__(d, output[0] if isinstance(output, tuple) else output))
+            for d in depths]
+        try:
+            out = core.get_video_features(batch.pixel_values_videos, batch.video_grid_thw)
+        finally:
+            for hook in hooks:
+                hook.remove()
         patch_counts = batch.video_grid_thw.prod(-1).tolist()
-        return tuple(out.pooler_output), torch.split(out.last_hidden_state, patch_counts)
+        per_depth = [torch.split(captured[d], patch_counts) for d in depths]  # [depth][video] (patches, dv)
+        return tuple(out.pooler_output), torch.split(out.last_hidden_state, patch_counts), per_depth
 
     def _language_states(self, batch: ModelBatch, merged) -> torch.Tensor:
         """The LLM's last hidden states (B*K, L, d) of every question's sequence."""
@@ -138,7 +151,7 @@ class LMME3DHF(nn.Module):
         target = batch.labels[:, -answer_len:]
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
 
-    def _saliency(self, batch: ModelBatch, hidden: torch.Tensor, patches, out_sizes):
+    def _saliency(self, batch: ModelBatch, hidden: torch.Tensor, patches, depth_patches, out_sizes):
         """Saliency logits and video-token states per sample."""
         visual = self.backbone.model.visual
         video_token = self.backbone.config.video_token_id
@@ -150,9 +163,10 @@ class LMME3DHF(nn.Module):
             states = hidden[row][batch.input_ids[row] == video_token]  # (t*h/m*w/m, d)
             t, gh, gw = batch.video_grid_thw[b].tolist()
             window_index = _window_index(visual, (t, gh, gw), hidden.device)
-            vision_grid = restore_patch_grid(patches[b], (t, gh, gw), visual.spatial_merge_size, window_index)
+            grid = functools.partial(restore_patch_grid, grid_thw=(t, gh, gw), merge=visual.spatial_merge_size,
+                                     window_index=window_index)
             size = out_sizes[b] if out_sizes else (gh * visual.patch_size, gw * visual.patch_size)
-            maps.append(self.saliency(vision_grid, states, size))
+            maps.append(self.saliency(grid(patches[b]), states, size, [grid(depth[b]) for depth in depth_patches]))
             states_out.append(states)
         return maps, states_out
 

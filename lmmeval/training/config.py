@@ -51,6 +51,9 @@ class TrainConfig:
     pairwise_weight: float = 0.0  # stage 2: weight of a Bradley-Terry ranking loss over the batch's pairs
     pairwise_temperature: float = 10.0  # stage 2: MOS points that make a pair's preference ~73 % sure
     regression_video_mean: bool = False  # stage 2: the regression head also reads the mean LLM state over the video tokens
+    # Stage 3: vision blocks (0-based) whose outputs the saliency decoder also reads, as extra U-Net
+    # skips; null keeps the checkpoint's decoder (by default the last block only).
+    saliency_vision_depths: list[int] | None = None
     saliency_loss: SaliencyLossWeights = field(default_factory=SaliencyLossWeights)
     sampling: SamplingConfig | None = None  # stage 1 only; later stages inherit the checkpoint's
     lora: LoraSettings = field(default_factory=LoraSettings)  # stage 1 creates the adapter with these

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from .data import TrainBatch
 
 
+# Settings only one stage reads: name -> (that stage, the value that leaves them unset, what it trains).
+STAGE_SETTINGS = {
+    "regression_video_mean": (2, False, "the regression head"),
+    "saliency_vision_depths": (3, None, "the saliency decoder"),
+}
+
+
 class Stage:
     number: int
     description: str
@@ -31,9 +38,10 @@ class Stage:
         return True
 
     def check(self, config: TrainConfig) -> None:
-        """Stage-specific config errors (``ValueError``)."""
-        if config.regression_video_mean:
-            raise ValueError("'regression_video_mean' is a stage 2 setting (the stage that trains the regression head)")
+        """Stage-specific config errors (``ValueError``); a setting of another stage is one."""
+        for name, (stage, unset, what) in STAGE_SETTINGS.items():
+            if stage != self.number and getattr(config, name) != unset:
+                raise ValueError(f"'{name}' is a stage {stage} setting (the stage that trains {what})")
 
     def tasks(self, config: TrainConfig) -> tuple[str, ...]:
         """The questions asked about each sample."""
@@ -115,7 +123,8 @@ class Regression(Stage):
     number, description = 2, "LoRA + regression"
 
     def check(self, config: TrainConfig) -> None:
-        _after_previous_stage(config)  # regression_video_mean is this stage's own setting
+        super().check(config)
+        _after_previous_stage(config)
 
     def tasks(self, config: TrainConfig) -> tuple[str, ...]:
         # The distortion question only keeps its answer alive when the LM loss is kept.
@@ -169,8 +178,15 @@ class SaliencyTraining(Stage):
         return ("quality",)  # one question: the video-token states do not depend on it
 
     def init_model(self, config: TrainConfig, device: torch.device) -> factory.AssessorModel:
-        return factory.load_model(config.init_from, device=device, trainable=True, dtype=config.dtype,
-                                  attention=config.attention)
+        model = factory.load_model(config.init_from, device=device, trainable=True, dtype=config.dtype,
+                                   attention=config.attention)
+        depths = config.saliency_vision_depths
+        if depths is not None and depths != model.config.saliency.vision_depths:
+            if 3 in model.config.trained_stages:
+                print(f"stage 3: {config.init_from}'s trained saliency decoder is replaced by a fresh one "
+                      f"(saliency_vision_depths={depths})")
+            factory.replace_saliency_decoder(model, depths, seed=config.seed)
+        return model
 
     def trainable(self, model: factory.AssessorModel) -> dict[str, torch.nn.Parameter]:
         return freeze_all_but(model, {f"saliency.{n}": p for n, p in model.network.saliency.named_parameters()})

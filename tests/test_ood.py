@@ -1,0 +1,153 @@
+"""The out-of-distribution flag (lmmeval.model.ood, `lmmeval calibrate-ood`): the distance against
+scipy's Mahalanobis, the threshold calibration against the chi-square quantile it must approach, the
+statistics saved and reloaded with a checkpoint, and the rows of `lmmeval score`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import mahalanobis
+from scipy.stats import chi2
+
+from lmmeval.model.ood import OOD_NAME, FeatureDistribution
+
+PHOTO = Path(__file__).resolve().parents[1] / "lmmeval" / "assets" / "real_photo" / "face.jpg"
+
+
+def _gaussian(n: int, d: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(d, d))
+    cov = mix @ mix.T + 0.5 * np.eye(d)
+    return rng.multivariate_normal(np.arange(d, dtype=float), cov, size=n), cov
+
+
+def test_full_rank_score_is_scipy_mahalanobis_over_d():
+    x, _ = _gaussian(400, 6)
+    dist = FeatureDistribution.fit(x, components=6, folds=5)
+    inverse = np.linalg.inv(np.cov(x, rowvar=False))  # the sample covariance (n - 1), as fitted
+    probe = np.random.default_rng(1).normal(size=(5, 6)) * 3
+    expected = [mahalanobis(p, x.mean(0), inverse) ** 2 / 6 for p in probe]
+    np.testing.assert_allclose(dist.score(probe), expected, rtol=1e-6)
+
+
+def test_threshold_approaches_the_chi_square_quantile_and_flags_one_percent():
+    """Gaussian features in d = 4: d * score is chi-square with 4 degrees of freedom, so the held-out
+    0.99 quantile must sit near chi2.ppf(0.99, 4) / 4, and about 1 % of fresh draws exceed it."""
+    x, cov = _gaussian(6000, 4)
+    dist = FeatureDistribution.fit(x, components=4, quantile=0.99)
+    assert dist.threshold == pytest.approx(chi2.ppf(0.99, 4) / 4, rel=0.08)
+    fresh = np.random.default_rng(7).multivariate_normal(np.arange(4, dtype=float), cov, size=20000)
+    _, flagged = dist.flag(fresh)
+    assert 0.005 < flagged.mean() < 0.016
+
+
+def test_low_rank_model_keeps_the_rest_as_one_variance():
+    """Features on a 3-dimensional plane in 20 dimensions plus isotropic noise of variance 0.01: three
+    axes carry the plane, the rest variance is the noise's, and a typical fresh input scores about 1,
+    while a point off the plane by ten noise sigmas scores far above the threshold."""
+    rng = np.random.default_rng(0)
+    plane = np.linalg.qr(rng.normal(size=(20, 3)))[0].T  # (3, 20) orthonormal
+    def draw(n):
+        return (rng.normal(size=(n, 3)) * [3.0, 2.0, 1.0]) @ plane + rng.normal(0, 0.1, size=(n, 20))
+    dist = FeatureDistribution.fit(draw(3000), components=3)
+    assert dist.rest_variance == pytest.approx(0.01, rel=0.05)
+    np.testing.assert_allclose(np.abs(dist.axes @ plane.T).max(1), 1.0, atol=0.01)  # the plane's directions
+    assert dist.score(draw(5000)).mean() == pytest.approx(1.0, abs=0.05)
+    off = np.linalg.svd(plane, full_matrices=True)[2][3]  # a unit direction off the plane
+    assert dist.score((np.zeros(20) + 10 * 0.1 * np.sqrt(17) * off)[None])[0] > 3 * dist.threshold
+
+
+def test_bad_fits_are_refused():
+    x, _ = _gaussian(50, 4)
+    with pytest.raises(ValueError, match="too few"):
+        FeatureDistribution.fit(x[:20], components=4)  # 5 folds of 4 axes need 30
+    with pytest.raises(ValueError, match="quantile"):
+        FeatureDistribution.fit(x, components=2, quantile=1.0)
+    with pytest.raises(ValueError, match="finite"):
+        FeatureDistribution.fit(np.full((50, 4), np.nan), components=2)
+    dist = FeatureDistribution.fit(x, components=2)
+    with pytest.raises(ValueError, match=r"\(n, 4\)"):
+        dist.score(np.zeros((3, 5)))
+
+
+def test_saved_and_reloaded(tmp_path):
+    x, _ = _gaussian(300, 8)
+    dist = FeatureDistribution.fit(x, components=3)
+    dist.fitted_on = "a test"
+    dist.save(tmp_path)
+    again = FeatureDistribution.load(tmp_path)
+    assert (again.threshold, again.quantile, again.n_fit, again.fitted_on) == (dist.threshold, 0.99, 300, "a test")
+    np.testing.assert_allclose(again.score(x[:10]), dist.score(x[:10]), rtol=1e-5)  # stored as float32
+    assert FeatureDistribution.load(tmp_path / "none") is None
+    (tmp_path / OOD_NAME).write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match="calibrate-ood"):
+        FeatureDistribution.load(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def calibrated(prepared_manifest, tmp_path_factory):
+    """A copy of the demo checkpoint, calibrated by the CLI on the small test study."""
+    from lmmeval.cli import main
+    from lmmeval.model.factory import DEMO_CHECKPOINT
+
+    ckpt = tmp_path_factory.mktemp("ood") / "ckpt"
+    shutil.copytree(DEMO_CHECKPOINT, ckpt)
+    (ckpt / OOD_NAME).unlink(missing_ok=True)
+    assert main(["calibrate-ood", "--model", str(ckpt), "--manifest", str(prepared_manifest), "--components", "2",
+                 "--folds", "3", "--device", "cpu", "-q"]) == 0
+    return ckpt
+
+
+def test_checkpoint_carries_the_statistics_through_load_and_save(calibrated, tmp_path):
+    from lmmeval.inference.assessor import Assessor
+
+    dist = FeatureDistribution.load(calibrated)
+    assert dist.axes.shape == (2, dist.dim) and "calibrate-ood" in dist.fitted_on
+    assessor = Assessor.from_pretrained(calibrated, device="cpu")
+    assert assessor.parts.ood.threshold == dist.threshold
+    assessor.save_pretrained(tmp_path / "copy")
+    np.testing.assert_array_equal(FeatureDistribution.load(tmp_path / "copy").mean, dist.mean)
+    # A model loaded to train carries none: training moves the features they describe.
+    from lmmeval.model.factory import load_model
+
+    assert load_model(calibrated, device="cpu", trainable=True).ood is None
+
+
+def test_a_mismatched_file_is_refused(calibrated, tmp_path):
+    from lmmeval.model.factory import load_model
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(calibrated, ckpt)
+    x, _ = _gaussian(60, 5)
+    FeatureDistribution.fit(x, components=2).save(ckpt)
+    with pytest.raises(ValueError, match="5-wide features"):
+        load_model(ckpt, device="cpu")
+
+
+def test_score_rows_flag_a_real_photograph_and_not_the_training_videos(calibrated, prepared_manifest, tmp_path,
+                                                                        capsys):
+    from lmmeval.cli import main
+
+    videos = sorted((Path(prepared_manifest).parent / "videos").glob("*.mp4"))[:4]
+    out = tmp_path / "r.jsonl"
+    assert main(["score", str(PHOTO), *map(str, videos), "--model", str(calibrated), "--out", str(out),
+                 "--device", "cpu", "-q"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0]["out_of_distribution"] is True and rows[0]["ood_score"] > 5
+    assert all(r["out_of_distribution"] is False and r["ood_score"] < 3 for r in rows[1:])
+    assert "1 out of distribution" in capsys.readouterr().out
+
+
+def test_without_statistics_the_fields_are_none(tmp_path):
+    from lmmeval.inference.assessor import Assessor
+    from lmmeval.model.factory import DEMO_CHECKPOINT
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(DEMO_CHECKPOINT, ckpt)
+    (ckpt / OOD_NAME).unlink(missing_ok=True)
+    row = Assessor.from_pretrained(ckpt, device="cpu").assess(str(PHOTO), saliency=False, distortions=False).to_dict()
+    assert row["ood_score"] is None and row["out_of_distribution"] is None
