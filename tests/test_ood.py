@@ -151,3 +151,22 @@ def test_without_statistics_the_fields_are_none(tmp_path):
     (ckpt / OOD_NAME).unlink(missing_ok=True)
     row = Assessor.from_pretrained(ckpt, device="cpu").assess(str(PHOTO), saliency=False, distortions=False).to_dict()
     assert row["ood_score"] is None and row["out_of_distribution"] is None
+
+
+def test_the_demo_checkpoint_flags_a_real_photograph_however_degraded(tmp_path):
+    """The embedded checkpoint's statistics (fitted on its training study): a real photograph, clean,
+    blurred, noisy, over-exposed or pixelated, is flagged; unseen synthetic renders of its training
+    protocol are not."""
+    from lmmeval.experiments.trust import photo_variants
+    from lmmeval.inference.assessor import Assessor
+
+    assessor = Assessor.from_pretrained(device="cpu")
+    assert assessor.parts.ood is not None
+    photos = assessor.assess(list(photo_variants(PHOTO).values()), saliency=False, distortions=False)
+    assert all(r.out_of_distribution for r in photos), [r.ood_score for r in photos]
+    from lmmeval.synth import SynthConfig, synthesize
+
+    unseen = synthesize(tmp_path / "raw", SynthConfig(n=10, seed=2, size=112, fps=8, seconds=2.0), progress=False)
+    videos = sorted((unseen / "videos").glob("*.mp4"))  # seed 2: the demo checkpoint's test seed
+    renders = assessor.assess([str(v) for v in videos], saliency=False, distortions=False)
+    assert sum(r.out_of_distribution for r in renders) <= 1, [r.ood_score for r in renders]
