@@ -305,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "head from one profile to the other through the front, the head framed from its "
                                    "bounding box (the same apparent size for every asset), a fixed light that "
                                    "follows the camera. Writes OUT/<stem>.mp4 and OUT/<stem>_views.png (the -45/0/45 "
-                                   "degree views side by side). Needs the [render] extra (Mitsuba 3, trimesh); "
+                                   "degree views side by side; assets sharing a file name are named by their path "
+                                   "below the folder they share, e.g. OUT/a/model.mp4). Needs the [render] extra (Mitsuba 3, trimesh); "
                                    "uses a GPU when there is one.",
                        epilog="Examples:\n"
                               "  lmmeval render heads/ --out renders/ --workers 8          # the paper's protocol\n"

@@ -172,3 +172,23 @@ def test_readme_example_heads_render_and_make_a_contact_sheet(tmp_path):
                     str(sheet)], check=True, capture_output=True)
     width, height = Image.open(sheet).size
     assert width == 3 * 48 and height == 4 * (48 + 16)  # four rows of -45/0/+45 views, each with its label
+
+
+def test_assets_sharing_a_name_get_their_own_videos(assets, tmp_path):
+    """Generators often write every asset as model.glb in its own folder: each gets its own video,
+    named by its path below the shared folder; head.obj beside head.ply keeps the suffix."""
+    import shutil
+
+    from lmmeval.render import output_names
+
+    for sub in ("a", "b"):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        shutil.copy(assets["ply"], tmp_path / "in" / sub / "model.ply")
+    files = [tmp_path / "in" / "a" / "model.ply", tmp_path / "in" / "b" / "model.ply"]
+    assert output_names(files) == {files[0]: "a/model", files[1]: "b/model"}
+    beside = [tmp_path / "x" / "head.obj", tmp_path / "x" / "head.ply", tmp_path / "x" / "other.glb"]
+    assert list(output_names(beside).values()) == ["head_obj", "head_ply", "other"]
+    assert list(output_names([assets["glb"], assets["ply"]]).values()) == ["glb_head", "ply_head"]
+    done = render_assets([tmp_path / "in"], tmp_path / "out", SMALL, progress=False)
+    assert [r.video for r in done] == [tmp_path / "out" / "a" / "model.mp4", tmp_path / "out" / "b" / "model.mp4"]
+    assert all(r.video.is_file() and r.views.is_file() for r in done)

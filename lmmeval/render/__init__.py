@@ -12,6 +12,7 @@ An optional extra: ``pip install 'lmmeval[render]'`` (Mitsuba 3 and trimesh).
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,26 +65,42 @@ class Rendered:
     skipped: bool = False  # already complete (resume)
 
 
-def output_paths(asset: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
-    """(video, views image) an asset renders to."""
-    stem = Path(asset).stem
-    return Path(out_dir) / f"{stem}.mp4", Path(out_dir) / f"{stem}_views.png"
+def output_paths(asset: str | Path, out_dir: str | Path, name: str | None = None) -> tuple[Path, Path]:
+    """(video, views image) an asset renders to: ``<name>.mp4`` and ``<name>_views.png`` (``name``,
+    default the file's stem, may hold folders: see ``output_names``)."""
+    name = name or Path(asset).stem
+    return Path(out_dir) / f"{name}.mp4", Path(out_dir) / f"{name}_views.png"
+
+
+def output_names(files: list[Path]) -> dict[Path, str]:
+    """Each asset's output name: its stem, unless another asset has the same stem (generators often
+    write every asset as model.glb in a folder of its own); those are named by their path below the
+    folder the assets share, and, should that still clash (head.obj beside head.ply), with the suffix."""
+    stems = Counter(f.stem for f in files)
+    if max(stems.values(), default=0) < 2:
+        return {f: f.stem for f in files}
+    common = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
+    names = {f: f.stem if stems[f.stem] == 1 else f.resolve().with_suffix("").relative_to(common).as_posix()
+             for f in files}
+    clashes = Counter(names.values())
+    return {f: f"{n}_{f.suffix.lstrip('.').lower()}" if clashes[n] > 1 else n for f, n in names.items()}
 
 
 def render_asset(asset: str | Path, out_dir: str | Path, config: RenderConfig = RenderConfig(),
-                 progress=None) -> Rendered:
-    """Render one asset (see the module docstring); ``progress(n)`` is called as frames finish.
-    Raises ``AssetError`` (naming the file) for an asset that cannot be rendered."""
+                 progress=None, name: str | None = None) -> Rendered:
+    """Render one asset (see the module docstring) to ``output_paths(asset, out_dir, name)``;
+    ``progress(n)`` is called as frames finish. Raises ``AssetError`` (naming the file) for an asset
+    that cannot be rendered."""
     from PIL import Image
 
     from ..io.media import write_video
 
-    video, views = output_paths(asset, out_dir)
+    video, views = output_paths(asset, out_dir, name)
+    video.parent.mkdir(parents=True, exist_ok=True)
     head = load_asset(asset, config.up, config.front)
     azimuths = orbit_azimuths(config.num_frames, config.orbit_deg)
     frames = render_frames(head, azimuths, config, progress)
     snapshots = render_frames(head, np.array(SNAPSHOT_VIEWS, dtype=float), config)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(list(snapshots), axis=1)).save(views)
     partial = video.with_name(video.stem + ".partial.mp4")
     write_video(partial, frames, config.fps)
@@ -106,7 +123,8 @@ def render_frames(head, azimuths: np.ndarray, config: RenderConfig, progress=Non
         return np.stack(frames)
     from concurrent.futures import ProcessPoolExecutor
 
-    chunks = np.array_split(np.arange(len(azimuths)), config.workers)
+    # Chunks of a few frames: the progress bar moves as they finish, and a slow chunk holds no one up.
+    chunks = np.array_split(np.arange(len(azimuths)), min(len(azimuths), 4 * config.workers))
     frames = [None] * len(azimuths)
     with ProcessPoolExecutor(config.workers, initializer=_init_worker, initargs=(head, config, variant)) as pool:
         for indices, rendered in zip(chunks, pool.map(_render_chunk, [(c, azimuths[c]) for c in chunks])):
@@ -140,14 +158,16 @@ def render_assets(assets: list[str | Path], out_dir: str | Path, config: RenderC
     from tqdm import tqdm
 
     files = collect_assets(assets)
-    todo = [f for f in files if not (resume and all(p.is_file() for p in output_paths(f, out_dir)))]
-    results = {str(f): Rendered(source=str(f), video=output_paths(f, out_dir)[0], views=output_paths(f, out_dir)[1],
-                                skipped=True) for f in files if f not in todo}
+    names = output_names(files)
+    paths = {f: output_paths(f, out_dir, names[f]) for f in files}
+    todo = [f for f in files if not (resume and all(p.is_file() for p in paths[f]))]
+    results = {str(f): Rendered(source=str(f), video=paths[f][0], views=paths[f][1], skipped=True)
+               for f in files if f not in todo}
     bar = tqdm(total=len(todo) * config.num_frames, desc="rendering", unit="frame", disable=not progress)
     for f in todo:
         bar.set_postfix_str(Path(f).name)
         try:
-            results[str(f)] = render_asset(f, out_dir, config, progress=bar.update)
+            results[str(f)] = render_asset(f, out_dir, config, progress=bar.update, name=names[f])
         except AssetError as err:
             results[str(f)] = Rendered(source=str(f), error=str(err))
             bar.write(f"render: {err}")
