@@ -12,16 +12,17 @@ from collections.abc import Mapping
 
 from .labels import DIMENSIONS, DISTORTIONS, LEVELS, NO_DISTORTION
 
+# The quality and authenticity questions of the authors' Gen3DHF release (its ms-swift label files), verbatim.
 QUALITY_QUESTION = (
-    "Rate the visual quality of the human face in this video "
-    "(texture, colour fidelity, structural integrity). "
-    "Answer with one of: bad, poor, fair, good, excellent."
+    "Please rate the quality of the human face in this video, considering factors such as resolution, "
+    "clarity, smoothness, and overall visual quality."
 )
 AUTHENTICITY_QUESTION = (
-    "Rate the authenticity of the human face in this video "
-    "(would it pass as a real, plausible human head?). "
-    "Answer with one of: bad, poor, fair, good, excellent."
+    "Please rate the authenticity of the human face in this video, considering factors such as natural "
+    "facial movements, consistency, texture realism, and any signs of digital manipulation or artificial "
+    "generation."
 )
+# The distortion and description questions are the project's own (the release has no such labels).
 DISTORTION_QUESTION = (
     "Which distortions does the human face in this video show? "
     "Choose all that apply from: " + "; ".join(DISTORTIONS) + "."

@@ -54,3 +54,17 @@ def test_answers_round_trip():
     assert parse_distortion_answer(distortion_answer([])) == ["No Distortion"]
     with pytest.raises(ValueError, match="unknown distortion"):
         distortion_answer(["Nose Distortions"])
+
+
+def test_level_questions_are_the_released_ones_verbatim():
+    """The user turns of the authors' Gen3DHF label files (main/datasets/numerical/*.json), after
+    their '<video>' placeholder, and the answer stems those files use."""
+    from lmmeval.prompts import ANSWER_STEMS, QUESTIONS
+
+    assert QUESTIONS["quality"] == ("Please rate the quality of the human face in this video, considering factors "
+                                    "such as resolution, clarity, smoothness, and overall visual quality.")
+    assert QUESTIONS["authenticity"] == (
+        "Please rate the authenticity of the human face in this video, considering factors such as natural facial "
+        "movements, consistency, texture realism, and any signs of digital manipulation or artificial generation.")
+    assert ANSWER_STEMS["quality"] == "The quality of the human face in this video is"
+    assert ANSWER_STEMS["authenticity"] == "The authenticity of the human face in this video is"
