@@ -98,7 +98,7 @@ def _render(args: argparse.Namespace) -> int:
 
 def _add_render_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     """The protocol options of `render` (and, prefixed, of `score`, for the meshes among its inputs)."""
-    from .render import RenderConfig
+    from .render import RenderConfig, default_workers
 
     d = RenderConfig()
     p.add_argument(f"--{prefix}size", dest="size", type=int, default=d.size,
@@ -113,8 +113,8 @@ def _add_render_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--up", choices=("y", "z"), default=d.up, help=f"the assets' up axis (default {d.up})")
     p.add_argument("--front", choices=("+x", "-x", "+y", "-y", "+z", "-z"), default=d.front,
                    help=f"the direction the faces look in the assets' coordinates (default {d.front})")
-    p.add_argument(f"--{prefix}workers", dest="render_workers", type=int, default=d.workers, metavar="N",
-                   help=f"rendering processes (default {d.workers})")
+    p.add_argument(f"--{prefix}workers", dest="render_workers", type=int, default=default_workers(), metavar="N",
+                   help=f"rendering processes, each on one CPU core (default: one per core, {default_workers()} here)")
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "below the folder they share, e.g. OUT/a/model.mp4). Needs the [render] extra (Mitsuba 3, trimesh); "
                                    "uses a GPU when there is one.",
                        epilog="Examples:\n"
-                              "  lmmeval render heads/ --out renders/ --workers 8          # the paper's protocol\n"
+                              "  lmmeval render heads/ --out renders/                      # the paper's protocol, one process per core\n"
                               "  lmmeval render head.glb --out renders/ --up z --front -y   # a z-up asset facing -y\n"
                               "  lmmeval score heads/ --out r.jsonl         # meshes are rendered first, then scored")
     p.add_argument("assets", nargs="+", metavar="ASSET", help="mesh files, or folders searched for them")
