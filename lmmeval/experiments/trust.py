@@ -19,6 +19,7 @@ demo checkpoint's test seed: neither its training study (seed 0) nor stage 0's c
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -40,7 +41,11 @@ def render_study(work: Path, n: int, seed: int, protocol: dict, workers: int) ->
     config = SynthConfig(n=n, seed=seed, workers=workers, **protocol)
     out = work / f"raw_{protocol['size']}px_{protocol['fps']}fps_{protocol['seconds']:g}s_n{n}_seed{seed}"
     done = out / "synth_config.json"
-    if done.is_file() and (out / "ratings.csv").is_file():
+    if done.is_file() and (out / "ratings.csv").is_file():  # written last: the study is complete
+        stored = {k: v for k, v in json.loads(done.read_text())["config"].items() if k != "workers"}
+        wanted = {k: v for k, v in dataclasses.asdict(config).items() if k != "workers"}
+        if stored != wanted:
+            raise ValueError(f"{out} holds another study ({stored}, not {wanted}); remove it or pick another --work")
         return out
     return synthesize(out, config, progress=True)
 
