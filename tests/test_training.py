@@ -261,13 +261,13 @@ def test_zero3_saves_and_resumes(train8, tiny_base, tmp_path):
 
     zero3 = str(Path(__file__).resolve().parents[1] / "configs" / "deepspeed" / "zero3.json")
     config = dict(base=str(tiny_base), sampling=SAMPLING, steps=4, save_every=2)
-    _single_process_env()
-    recipe = StageRecipe(_config(1, train8, tmp_path / "setup", **config), zero3, progress=False)
-    recipe.setup_data()
-    recipe.setup_model()
-    base = [p for n, p in recipe.model.network.backbone.named_parameters() if "lora_" not in n]
-    assert base and all(hasattr(p, "ds_id") and p.numel() == 0 for p in base)  # partitioned at creation
-    del recipe
+    with _single_process_env():
+        recipe = StageRecipe(_config(1, train8, tmp_path / "setup", **config), zero3, progress=False)
+        recipe.setup_data()
+        recipe.setup_model()
+        base = [p for n, p in recipe.model.network.backbone.named_parameters() if "lora_" not in n]
+        assert base and all(hasattr(p, "ds_id") and p.numel() == 0 for p in base)  # partitioned at creation
+        del recipe
     final = run_stage(_config(1, train8, tmp_path / "z3", **config), zero3, progress=False)
     adapter = load_file(final / "adapter_model.safetensors")
     assert adapter and all(v.numel() > 0 for v in adapter.values())  # gathered, not empty shards
@@ -286,6 +286,29 @@ def test_every_shipped_config_parses(path):
     config = load_train_config(path)
     assert path.read_text().startswith("# Stage") and "train/stage" in path.read_text().splitlines()[1]
     assert config.stage == int(path.stem[-1])
+
+
+def test_an_in_process_run_leaves_no_rank_variables_for_a_later_subprocess(train8, tmp_path):
+    """run_stage sets DeepSpeed's rank variables for itself only: left behind, a stage started
+    afterwards as a subprocess would inherit this process's rendezvous port, still in use by its
+    process group, and fail with EADDRINUSE (as a notebook or a test suite would see it)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    keys = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    before = {k: os.environ.get(k) for k in keys}
+    run_stage(_config(1, train8, tmp_path / "in_process", base="preset:tiny", sampling=SAMPLING, steps=1),
+              progress=False)
+    assert {k: os.environ.get(k) for k in keys} == before
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "train/stage1_instruct.py", "--config", "configs/tiny/stage1.yaml", "--set",
+                           f"manifest={train8}", f"output_dir={tmp_path / 'subprocess'}", "steps=1", "batch_size=1",
+                           "device=cpu", "sampling={fps: 4.0, max_frames: 8, max_pixels: 12544, min_pixels: 3136}"],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "subprocess" / "final").is_dir()
 
 
 def test_a_fresh_run_refuses_an_earlier_runs_checkpoints(train8, tmp_path):
@@ -507,23 +530,23 @@ def test_one_precision_policy_bfloat16_base_float32_trainables(train8, tiny_base
         assert frozen_base == {torch.bfloat16}
         assert {p.dtype for n, p in params.items() if n.startswith(("regression.", "saliency."))} == {torch.float32}
 
-    _single_process_env()
-    zero2 = str(Path(__file__).resolve().parents[1] / "configs" / "deepspeed" / "zero2.json")
-    config = _config(1, train8, tmp_path / "s1", base=str(tiny_base), sampling=SAMPLING, steps=1, dtype="bfloat16",
-                     lora=LoraSettings(modules_to_save=["lm_head"]))
-    recipe = StageRecipe(config, zero2, progress=False)
-    recipe.setup_data()
-    recipe.setup_model()
-    check(recipe.model.network)
-    assert recipe.compute_dtype == torch.bfloat16
-    recipe.setup_engine()
-    assert recipe.ds_config["bf16"] == {"enabled": False}
-    check(recipe.model.network)
-    recipe.train()
-    final = recipe.export()
-    for name in ("adapter_model.safetensors", "heads.safetensors"):
-        tensors = load_file(final / name)
-        assert tensors and {t.dtype for t in tensors.values()} == {torch.float32}, name
+    with _single_process_env():
+        zero2 = str(Path(__file__).resolve().parents[1] / "configs" / "deepspeed" / "zero2.json")
+        config = _config(1, train8, tmp_path / "s1", base=str(tiny_base), sampling=SAMPLING, steps=1, dtype="bfloat16",
+                         lora=LoraSettings(modules_to_save=["lm_head"]))
+        recipe = StageRecipe(config, zero2, progress=False)
+        recipe.setup_data()
+        recipe.setup_model()
+        check(recipe.model.network)
+        assert recipe.compute_dtype == torch.bfloat16
+        recipe.setup_engine()
+        assert recipe.ds_config["bf16"] == {"enabled": False}
+        check(recipe.model.network)
+        recipe.train()
+        final = recipe.export()
+        for name in ("adapter_model.safetensors", "heads.safetensors"):
+            tensors = load_file(final / name)
+            assert tensors and {t.dtype for t in tensors.values()} == {torch.float32}, name
     bad = tmp_path / "bf16.json"
     bad.write_text('{"bf16": {"enabled": true}}')
     with pytest.raises(ValueError, match="bf16.enabled is True: leave it false and set the stage config's dtype"):

@@ -70,7 +70,9 @@ def step(name: str, cmd: list[str], log: Path) -> dict:
     print(f"check-7b: {name}: {result['seconds']} s, peak {result['peak_rss_gib']} GiB, exit {done.returncode}",
           flush=True)
     if done.returncode != 0:
-        raise SystemExit(f"check-7b: {name} failed (exit {done.returncode}); its output is in {log}")
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-40:])
+        raise SystemExit(f"check-7b: {name} failed (exit {done.returncode}); its output is in {log}; "
+                         f"its last lines:\n{tail}")
     result["stdout"] = done.stdout
     return result
 

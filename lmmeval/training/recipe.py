@@ -215,8 +215,8 @@ def partitioned_init(ds_config: dict, dtype: torch.dtype):
 def run_stage(config: TrainConfig, deepspeed_config: str | None = None, resume: bool = False,
               progress: bool = True) -> Path:
     """Train one stage; returns the final assessor folder (``output_dir/final``)."""
-    _single_process_env()
-    return StageRecipe(config, deepspeed_config, resume, progress).run()
+    with _single_process_env():
+        return StageRecipe(config, deepspeed_config, resume, progress).run()
 
 
 def _deepspeed():
@@ -236,14 +236,30 @@ def _device(config: TrainConfig) -> torch.device:
     return device
 
 
-def _single_process_env() -> None:
-    """Let a plain `python train/...` (and tests) run DeepSpeed without its launcher."""
-    if "RANK" in os.environ:
+@contextlib.contextmanager
+def _single_process_env():
+    """Let a plain `python train/...` (and tests) run DeepSpeed without its launcher.
+
+    The rank variables are set only while the stage runs: left behind, they would send a later
+    subprocess (another stage started from a notebook or a test) to this process's rendezvous port,
+    which is still in use, and its start would fail with EADDRINUSE."""
+    if "RANK" in os.environ:  # a launcher set them
+        yield
         return
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    ours = dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    before = {key: os.environ.get(key) for key in ours}
+    os.environ.update(ours)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _deepspeed_config(path: str | None, config: TrainConfig) -> dict:
