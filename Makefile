@@ -120,8 +120,8 @@ gpu-wheels: $(STAMP)
 gpu-check:
 	bash tools/gpu_check.sh
 
-# The exact 7B shape in bfloat16 on a CPU through the real commands (not in CI: about 21 GB of memory
-# and half an hour on 2 cores): score a video, a stage-2 step, save and reload; writes docs/check_7b.json.
+# The exact 7B shape in bfloat16 on a CPU through the real commands (not in CI: about 22 GB of memory
+# and 15 minutes on 2 cores): score a video, a stage-2 step, save and reload; writes docs/check_7b.json.
 check-7b: $(STAMP)
 	$(PY) tools/check_7b.py --out docs/check_7b.json
 
