@@ -1,8 +1,12 @@
 r"""Can a user trust a checkpoint's output? Two measurements, rerunnable:
 
-1. **Render protocol.** One synthetic study (the same heads, the same simulated ratings) rendered
-   twice: at the protocol the demo checkpoint was trained on (112x112, 8 fps, 2 s) and at the
-   paper's (512x512, 60 fps, 4 s). Per protocol: SRCC of the predicted scores with the MOS and the
+1. **Render protocol.** One synthetic study (the same heads) rendered twice: at the protocol the
+   demo checkpoint was trained on (112x112, 8 fps, 2 s) and at the paper's (512x512, 60 fps, 4 s).
+   The simulated ratings of the two renders are not quite the same: ``lmmeval synth`` draws a head's
+   latent-score noise after its frames' grain, so heads with image-space effects get different
+   latent scores at another protocol (and the study-wide normalisation moves every MOS a little);
+   each protocol is therefore scored against its own study's MOS. Per protocol: SRCC of the
+   predicted scores with that MOS and the
    share of inputs flagged out of distribution; between the two: the SRCC of one head's two scores
    and the mean shift.
 2. **Real photographs.** A real photograph of a face (lmmeval/assets/real_photo/face.jpg) clean, blurred,
