@@ -29,7 +29,7 @@ def _synth(args: argparse.Namespace) -> int:
     from .synth import SynthConfig, synthesize
 
     config = SynthConfig(n=args.n, seed=args.seed, size=args.size, fps=args.fps, seconds=args.seconds,
-                         sweep_deg=args.sweep, workers=args.workers)
+                         sweep_deg=args.sweep, workers=args.workers, grain_size=args.grain_size)
     out = synthesize(args.out_dir, config, progress=not args.quiet)
     print(f"wrote {config.n} videos ({config.num_frames} frames of {config.size}x{config.size} at {config.fps} fps) "
           f"and their simulated study to {out}")
@@ -245,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, default=60, help="frames per second (default 60, as in the paper)")
     p.add_argument("--seconds", type=float, default=4.0, help="video length in seconds (default 4, as in the paper)")
     p.add_argument("--sweep", type=float, default=180.0, help="camera orbit in degrees (default 180)")
+    p.add_argument("--grain-size", type=int, metavar="PX",
+                   help="draw the film grain on a PX x PX grid resized to the frame, so a frame shrunk to PX "
+                        "keeps it (default: one grain value per pixel, the benchmark's setting)")
     p.add_argument("--workers", type=int, default=1, help="rendering processes (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_synth)

@@ -151,3 +151,34 @@ def test_bad_config_is_rejected():
         SynthConfig(size=101)
     with pytest.raises(ValueError, match="n must be"):
         SynthConfig(n=0)
+
+
+def test_grain_on_a_coarser_grid_survives_the_models_downscale():
+    """--grain-size: a 448-px frame's grain drawn on a 112-px grid keeps its full amplitude when the
+    frame is averaged down to 112 px (4 x 4 blocks), while per-pixel grain (the benchmark's default)
+    falls to a quarter of it, as averaging 16 independent values does."""
+    from lmmeval.synth.synthesize import _grain
+
+    sigma, size = 0.03, 448
+
+    def block_mean(x):  # (448, 448, 3) -> (112, 112, 3), the exact box downscale
+        return x.reshape(112, 4, 112, 4, 3).mean(axis=(1, 3))
+
+    per_pixel = _grain(np.random.default_rng(0), sigma, size, None)
+    coarse = _grain(np.random.default_rng(0), sigma, size, 112)
+    assert per_pixel.shape == coarse.shape == (size, size, 3)
+    assert block_mean(per_pixel).std() == pytest.approx(sigma / 4, rel=0.05)
+    assert block_mean(coarse).std() == pytest.approx(sigma, rel=0.05)
+    assert np.array_equal(coarse[:4, :4, 0], np.full((4, 4), coarse[0, 0, 0]))  # one value per cell
+    # The default draws exactly what the frame drew before the option existed.
+    np.testing.assert_array_equal(per_pixel, np.random.default_rng(0).normal(0, sigma, size=(size, size, 3)))
+    with pytest.raises(ValueError, match=r"grain_size must be between 2 and the frame size \(112\), got 113"):
+        SynthConfig(size=112, grain_size=113)
+
+
+def test_synth_cli_records_the_grain_size(tmp_path):
+    from lmmeval.cli import main
+
+    assert main(["synth", str(tmp_path / "raw"), "--n", "1", "--size", "32", "--fps", "4", "--seconds", "0.5",
+                 "--grain-size", "16", "-q"]) == 0
+    assert json.loads((tmp_path / "raw" / "synth_config.json").read_text())["config"]["grain_size"] == 16

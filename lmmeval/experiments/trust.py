@@ -13,6 +13,7 @@ r"""Can a user trust a checkpoint's output? Two measurements, rerunnable:
    noisy, over-exposed and pixelated: the scores, levels, distortions and out-of-distribution flags.
 
     python -m lmmeval.experiments.trust --out docs/trust [--model CKPT] [--n 24] [--seed 2] [--work runs/trust]
+    python -m lmmeval.experiments.trust --out docs/trust_grain --protocol 512 4 2 --grain-size 112
 
 Writes ``trust.json`` (every score, the command and the commit), ``trust.md`` and, with matplotlib,
 ``trust.png`` (one head's score at one protocol against the other). The studies are rendered into
@@ -43,11 +44,14 @@ def render_study(work: Path, n: int, seed: int, protocol: dict, workers: int) ->
     from ..synth import SynthConfig, synthesize
 
     config = SynthConfig(n=n, seed=seed, workers=workers, **protocol)
-    out = work / f"raw_{protocol['size']}px_{protocol['fps']}fps_{protocol['seconds']:g}s_n{n}_seed{seed}"
+    grain = f"_grain{config.grain_size}" if config.grain_size else ""
+    out = work / f"raw_{protocol['size']}px_{protocol['fps']}fps_{protocol['seconds']:g}s{grain}_n{n}_seed{seed}"
     done = out / "synth_config.json"
     if done.is_file() and (out / "ratings.csv").is_file():  # written last: the study is complete
-        stored = {k: v for k, v in json.loads(done.read_text())["config"].items() if k != "workers"}
+        stored = json.loads(done.read_text())["config"]
         wanted = {k: v for k, v in dataclasses.asdict(config).items() if k != "workers"}
+        # A key the stored study predates had its default value then.
+        stored = {k: stored.get(k, getattr(SynthConfig, k, None)) for k in wanted}
         if stored != wanted:
             raise ValueError(f"{out} holds another study ({stored}, not {wanted}); remove it or pick another --work")
         return out
@@ -192,14 +196,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="runs/trust", help="where the studies are rendered (default runs/trust)")
     parser.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--protocol", nargs=3, metavar=("SIZE", "FPS", "SECONDS"),
+                        default=[PAPER_PROTOCOL["size"], PAPER_PROTOCOL["fps"], PAPER_PROTOCOL["seconds"]],
+                        help="the second render's protocol (default: the paper's, 512 60 4)")
+    parser.add_argument("--grain-size", type=int, metavar="PX",
+                        help="the second render's grain on a PX x PX grid (lmmeval synth --grain-size): does "
+                             "the grain's amplitude after the model's resize explain the gap?")
     args = parser.parse_args(argv)
     from ..inference.assessor import Assessor
 
+    try:
+        size, fps, seconds = int(args.protocol[0]), int(args.protocol[1]), float(args.protocol[2])
+    except ValueError:
+        parser.error(f"--protocol takes SIZE FPS SECONDS (integers, integer, number), got {' '.join(args.protocol)}")
+    other = {"size": size, "fps": fps, "seconds": seconds}
+    if args.grain_size is not None:
+        other["grain_size"] = args.grain_size
     work = Path(args.work)
     raws = {}
-    for protocol in (TRAINING_PROTOCOL, PAPER_PROTOCOL):
+    for protocol in (TRAINING_PROTOCOL, other):
         name = f"{protocol['size']} px, {protocol['fps']} fps, {protocol['seconds']:g} s"
-        raws[name] = render_study(work, args.n, args.seed, protocol, args.workers)
+        if protocol.get("grain_size"):
+            name += f", grain on {protocol['grain_size']} px"
+        try:
+            raws[name] = render_study(work, args.n, args.seed, protocol, args.workers)
+        except ValueError as e:
+            parser.error(str(e))
     assessor = Assessor.from_pretrained(args.model, device=args.device)
     report = {"model": args.model or "embedded demo checkpoint", "seed": args.seed,
               "command": "python -m lmmeval.experiments.trust " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -41,6 +41,10 @@ class SynthConfig:
     seconds: float = 4.0  # the paper: 4 s
     sweep_deg: float = 180.0  # the paper: a 180 deg orbit around the head
     workers: int = 1  # rendering processes
+    # Grain drawn on a grid of this many pixels a side and resized to the frame, so that a frame
+    # shrunk to that size shows the grain's full amplitude whatever the render size. None (the
+    # benchmark's setting): one grain value per frame pixel, which a downscale averages away.
+    grain_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -51,6 +55,8 @@ class SynthConfig:
             raise ValueError(f"fps must be >= 1 and seconds > 0, got fps={self.fps}, seconds={self.seconds}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.grain_size is not None and not (2 <= self.grain_size <= self.size):
+            raise ValueError(f"grain_size must be between 2 and the frame size ({self.size}), got {self.grain_size}")
 
     @property
     def num_frames(self) -> int:
@@ -58,7 +64,7 @@ class SynthConfig:
 
 
 def _frame(head: Head, azimuth: float, size: int, render_scale: float, detail: float,
-           rng: np.random.Generator) -> np.ndarray:
+           rng: np.random.Generator, grain_size: int | None = None) -> np.ndarray:
     """One rendered frame, uint8 (size, size, 3), with the sample's softness and image effects."""
     inner = max(16, int(round(size * render_scale)))
     img = render_view(head.prims, azimuth, inner, detail=detail, seam=head.seam)
@@ -68,8 +74,18 @@ def _frame(head: Head, azimuth: float, size: int, render_scale: float, detail: f
     if fx:
         sigma = fx["blur_sigma"] * size / 256  # severity is defined at 256 px
         img = gaussian_filter(img, sigma=(sigma, sigma, 0))
-        img = img * fx["gain"] + rng.normal(0, fx["grain"], size=img.shape)
+        img = img * fx["gain"] + _grain(rng, fx["grain"], size, grain_size)
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _grain(rng: np.random.Generator, sigma: float, size: int, grain_size: int | None) -> np.ndarray:
+    """Gaussian grain for a (size, size, 3) frame: one value per pixel, or per cell of a
+    grain_size x grain_size grid (nearest-neighbour upsampled, so each value keeps its amplitude)."""
+    if grain_size is None or grain_size >= size:
+        return rng.normal(0, sigma, size=(size, size, 3))
+    cells = rng.normal(0, sigma, size=(grain_size, grain_size, 3))  # (g, g, 3)
+    index = (np.arange(size) * grain_size) // size  # the cell of each frame row / column
+    return cells[index][:, index]  # (size, size, 3)
 
 
 def render_sample(index: int, config: SynthConfig, out_dir: Path) -> dict:
@@ -99,10 +115,11 @@ def render_sample(index: int, config: SynthConfig, out_dir: Path) -> dict:
     # draws from `rng` before latent_scores does, so a head with image-space effects gets other
     # latent scores at another size, fps or duration. The fix (its own stream for that noise)
     # changes every study's MOS.
-    frames = np.stack([_frame(head, az, config.size, render_scale, detail, rng) for az in orbit_azimuths(config.num_frames, config.sweep_deg)])
+    frames = np.stack([_frame(head, az, config.size, render_scale, detail, rng, config.grain_size)
+                       for az in orbit_azimuths(config.num_frames, config.sweep_deg)])
     write_video(out_dir / "videos" / f"{video_id}.mp4", frames, config.fps)
     for view in SNAPSHOT_VIEWS:
-        Image.fromarray(_frame(head, view, config.size, render_scale, detail, rng)).save(out_dir / "snapshots" / f"{video_id}_{view}.png")
+        Image.fromarray(_frame(head, view, config.size, render_scale, detail, rng, config.grain_size)).save(out_dir / "snapshots" / f"{video_id}_{view}.png")
     return {"video": video_id, "generator": profile.name, "content_seed": content_seed, "distortions": applied,
             "render_scale": round(render_scale, 4), "detail": round(detail, 4),
             "latent": latent_scores(distortions, profile, render_scale, detail, rng)}
