@@ -134,6 +134,8 @@ def test_a_base_without_a_checkpoint_needs_untrained(video, tmp_path, capsys):
     ["score", "{tmp}", "--out", "{tmp}/readonly/r.jsonl", "--masks", "{tmp}/m", "--mask-threshold", "2"],
     ["evaluate", "--manifest", "{tmp}/missing.jsonl", "--out", "{tmp}/report"],
     ["evaluate", "--manifest", "{tmp}/not_a_manifest.jsonl", "--out", "{tmp}/report", "--split", "eval"],
+    ["calibrate-ood", "--model", "{tmp}/no_checkpoint", "--manifest", "{tmp}/missing.jsonl"],
+    ["calibrate-ood", "--model", "{tmp}", "--manifest", "{tmp}/not_a_manifest.jsonl", "--components", "0"],
 ])
 def test_bad_arguments_and_paths_are_one_line_never_a_traceback(argv, tmp_path, capsys):
     (tmp_path / "not_a_manifest.jsonl").write_text("this is not json\n")

@@ -69,6 +69,10 @@ def test_bad_fits_are_refused():
         FeatureDistribution.fit(x, components=2, quantile=1.0)
     with pytest.raises(ValueError, match="finite"):
         FeatureDistribution.fit(np.full((50, 4), np.nan), components=2)
+    with pytest.raises(ValueError, match="components must be >= 1, got 0"):
+        FeatureDistribution.fit(x, components=0)
+    with pytest.raises(ValueError, match="folds must be >= 2, got 1"):
+        FeatureDistribution.fit(x, components=2, folds=1)
     dist = FeatureDistribution.fit(x, components=2)
     with pytest.raises(ValueError, match=r"\(n, 4\)"):
         dist.score(np.zeros((3, 5)))
@@ -170,3 +174,12 @@ def test_the_demo_checkpoint_flags_a_real_photograph_however_degraded(tmp_path):
     videos = sorted((unseen / "videos").glob("*.mp4"))  # seed 2: the demo checkpoint's test seed
     renders = assessor.assess([str(v) for v in videos], saliency=False, distortions=False)
     assert sum(r.out_of_distribution for r in renders) <= 1, [r.ood_score for r in renders]
+
+
+def test_calibration_refuses_bad_settings_before_loading_anything(tmp_path):
+    """A bad quantile is named at once, not after every training video's feature was computed
+    (the manifest and the checkpoint here do not even exist)."""
+    from lmmeval.inference.ood_calibration import calibrate_checkpoint
+
+    with pytest.raises(ValueError, match=r"quantile must be in \(0, 1\), got 1.5"):
+        calibrate_checkpoint(tmp_path / "no_checkpoint", [tmp_path / "missing.jsonl"], quantile=1.5)

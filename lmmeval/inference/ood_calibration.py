@@ -39,6 +39,7 @@ def calibrate_checkpoint(model_dir: str | Path, manifests: list[str | Path], hel
     """Fit, calibrate and save; returns the distribution and the training videos' scores under it."""
     from .assessor import Assessor
 
+    FeatureDistribution.check_settings(components, quantile, folds)  # before minutes of feature extraction
     model_dir = Path(model_dir)
     videos = training_videos(manifests, held_out_fold, held_out_split)
     assessor = Assessor.from_pretrained(model_dir, device=device, base=base)

@@ -67,13 +67,10 @@ class FeatureDistribution:
         x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2 or not np.isfinite(x).all():
             raise ValueError(f"features must be a finite (n, d) array, got shape {x.shape}")
-        if not 0 < quantile < 1:
-            raise ValueError(f"quantile must be in (0, 1), got {quantile}")
-        if folds < 2:
-            raise ValueError(f"folds must be >= 2, got {folds}")
+        cls.check_settings(components, quantile, folds)
         n, d = x.shape
         k = min(components, d)
-        if components < 1 or n < folds * (k + 2):
+        if n < folds * (k + 2):
             raise ValueError(f"{n} inputs are too few to fit {components} components with {folds} folds "
                              f"(need at least {folds * (k + 2)}; pass fewer components)")
         fold = np.random.default_rng(seed).permutation(n) % folds
@@ -83,6 +80,16 @@ class FeatureDistribution:
         full = _fit(x, k)
         full.threshold, full.quantile = float(np.quantile(held_out, quantile)), quantile
         return full
+
+    @staticmethod
+    def check_settings(components: int, quantile: float, folds: int) -> None:
+        """``ValueError`` for settings ``fit`` cannot use (callers check before computing features)."""
+        if components < 1:
+            raise ValueError(f"components must be >= 1, got {components}")
+        if not 0 < quantile < 1:
+            raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+        if folds < 2:
+            raise ValueError(f"folds must be >= 2, got {folds}")
 
     # ------------------------------------------------------------------ scoring
     def score(self, features) -> np.ndarray:
