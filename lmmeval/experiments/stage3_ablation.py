@@ -37,11 +37,12 @@ def run(cv_work: Path, manifest: Path, overrides: dict, work: Path, config: Path
 
     records = load_manifest(manifest)
     folds = sorted({r.fold for r in records} if only is None else only)
-    results = []
-    for k in folds:
-        start = cv_work / f"fold{k}" / "stage2" / "final"
+    starts = {k: cv_work / f"fold{k}" / "stage2" / "final" for k in folds}
+    for start in starts.values():  # every fold checked before the first one trains
         if not (start / "config.json").is_file():
             raise ValueError(f"{start}: no stage-2 checkpoint (is {cv_work} the --work of a finished cross-validation?)")
+    results = []
+    for k, start in starts.items():
         out = work / f"fold{k}"
         shutil.rmtree(out, ignore_errors=True)
         cfg = load_train_config(config, {"manifest": str(manifest), "output_dir": str(out / "stage3"), "fold": k,
@@ -53,15 +54,30 @@ def run(cv_work: Path, manifest: Path, overrides: dict, work: Path, config: Path
     return results
 
 
-def write(results: list[dict], reference: dict, out: Path, command: str, overrides: dict) -> None:
+def reference_saliency(path: Path, folds: list[int]) -> dict[int, dict]:
+    """Per fold, the saliency numbers of a cross-validation's ``results_cv.json`` (its ``folds`` list
+    is in fold order); checked before any training, so a wrong file fails at once."""
+    try:
+        entries = json.loads(Path(path).read_text())["folds"]
+        found = {k: entries[k]["assessor"]["saliency"] for k in folds if k < len(entries)}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a cross-validation's results_cv.json ({err!r})") from err
+    missing = [k for k in folds if k not in found]
+    if missing:
+        raise ValueError(f"{path}: no results for fold(s) {missing} (it has {len(entries)} folds)")
+    return found
+
+
+def write(results: list[dict], reference: dict[int, dict], out: Path, command: str, overrides: dict,
+          commit: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    ref = [reference["folds"][r["fold"]]["assessor"]["saliency"] for r in results]
+    ref = [reference[r["fold"]] for r in results]
     new = [r["saliency"] for r in results]
-    (out / "results.json").write_text(json.dumps({"command": command, "commit": git_commit(), "overrides": overrides,
+    (out / "results.json").write_text(json.dumps({"command": command, "commit": commit, "overrides": overrides,
                                                   "folds": results}, indent=1))
     label = ", ".join(f"{k}={v}" for k, v in overrides.items())
     lines = [f"# Stage 3 ablation: {label}", "",
-             f"`{command}` at commit `{git_commit()}`. Stage 3 retrained on each fold's stage-2 model of the "
+             f"`{command}` at commit `{commit}`. Stage 3 retrained on each fold's stage-2 model of the "
              "reference cross-validation; saliency on the held-out fold (mean ± std over folds).", "",
              "| decoder | " + " | ".join(METRICS) + " |", "| --- |" + " --- |" * len(METRICS)]
     for name, rows in (("reference (the cross-validation's own stage 3)", ref), (label, new)):
@@ -94,10 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     if args.steps:
         overrides["steps"] = args.steps
-    reference = json.loads(args.reference.read_text())
-    results = run(args.cv_work, args.manifest, overrides, args.work, args.config, args.deepspeed, args.folds)
+    from ..data.manifest import load_manifest
+
+    try:
+        folds = args.folds or sorted({r.fold for r in load_manifest(args.manifest)})
+        reference = reference_saliency(args.reference, folds)
+        results = run(args.cv_work, args.manifest, overrides, args.work, args.config, args.deepspeed, folds)
+    except (ValueError, OSError) as err:
+        parser.error(str(err))
     command = "python -m lmmeval.experiments.stage3_ablation " + " ".join(argv if argv is not None else sys.argv[1:])
-    write(results, reference, args.out, command, overrides)
+    write(results, reference, args.out, command, overrides, git_commit())
     print((args.out / "results.md").read_text())
     return 0
 
