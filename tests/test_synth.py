@@ -182,3 +182,22 @@ def test_synth_cli_records_the_grain_size(tmp_path):
     assert main(["synth", str(tmp_path / "raw"), "--n", "1", "--size", "32", "--fps", "4", "--seconds", "0.5",
                  "--grain-size", "16", "-q"]) == 0
     assert json.loads((tmp_path / "raw" / "synth_config.json").read_text())["config"]["grain_size"] == 16
+
+
+def test_trust_reuses_a_rendered_study_only_with_the_same_settings(tmp_path):
+    """experiments.trust renders each study once: a complete folder rendered with the same settings is
+    reused (one written before grain_size existed counts as per-pixel grain), other settings refused."""
+    import dataclasses
+
+    from lmmeval.experiments.trust import render_study
+
+    protocol = {"size": 112, "fps": 8, "seconds": 2.0}
+    folder = tmp_path / "raw_112px_8fps_2s_n3_seed2"
+    folder.mkdir()
+    stored = {k: v for k, v in dataclasses.asdict(SynthConfig(n=3, seed=2, **protocol)).items() if k != "grain_size"}
+    (folder / "synth_config.json").write_text(json.dumps({"config": stored}))
+    (folder / "ratings.csv").write_text("subject,video,dimension,rating\n")
+    assert render_study(tmp_path, 3, 2, protocol, workers=2) == folder  # no rendering: the file stays fake
+    (folder / "synth_config.json").write_text(json.dumps({"config": stored | {"sweep_deg": 90.0}}))
+    with pytest.raises(ValueError, match=r"holds another study .*'sweep_deg': 90.0"):
+        render_study(tmp_path, 3, 2, protocol, workers=1)

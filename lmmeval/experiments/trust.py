@@ -96,6 +96,9 @@ def measure(assessor, raws: dict[str, Path]) -> dict:
 
     from ..data.mos import compute_mos
 
+    a, b = list(raws)
+    if _heads(raws[a]) != _heads(raws[b]):  # before scoring: two studies of other heads compare nothing
+        raise ValueError(f"{raws[a]} and {raws[b]} do not hold the same heads: render both with the same n and seed")
     per_protocol, scores = {}, {}
     for name, raw in raws.items():
         mos = compute_mos(raw / "ratings.csv")
@@ -109,9 +112,6 @@ def measure(assessor, raws: dict[str, Path]) -> dict:
             "out_of_distribution": None if None in flagged else float(np.mean(flagged)),
             "mos": {i: {d: mos[(i, d)] for d in DIMENSIONS} for i in ids},
         }
-    a, b = list(raws)
-    if _heads(raws[a]) != _heads(raws[b]):
-        raise ValueError(f"{raws[a]} and {raws[b]} do not hold the same heads: render both with the same n and seed")
     ids = sorted(set(scores[a]) & set(scores[b]))
     between = {d: {"srcc": float(spearmanr([scores[a][i][d] for i in ids], [scores[b][i][d] for i in ids])[0]),
                    "mean_shift": float(np.mean([scores[b][i][d] - scores[a][i][d] for i in ids]))}
