@@ -375,7 +375,7 @@ def test_multi_depth_decoder_shapes(vision_dim, llm_dim, depths):
     config = SaliencyDecoderConfig.scaled_to(vision_dim, llm_dim, 2)
     config.vision_depths = depths
     decoder = SaliencyDecoder(config)
-    assert len(decoder.vision_depths) == 3
+    assert len(decoder.earlier_vision) == 3
     assert decoder.fuse.conv1[0].in_channels == config.llm_channels + 4 * config.vision_channels
     t, h, w = 2, 6, 8  # patches
     grid = lambda: torch.randn(t, h, w, vision_dim)  # noqa: E731

@@ -187,12 +187,12 @@ def test_stage3_can_train_a_decoder_that_reads_earlier_vision_blocks(stages, tra
     final = run_stage(_config(3, train8, root / "s3_depths", init_from=str(finals[2]), lr=1e-3, steps=3,
                               saliency_vision_depths=[0, 2]), progress=False)
     a = Assessor.from_pretrained(final, device="cpu")
-    assert a.config.saliency.vision_depths == [0, 2] and len(a.model.saliency.vision_depths) == 2
+    assert a.config.saliency.vision_depths == [0, 2] and len(a.model.saliency.earlier_vision) == 2
     fresh = Assessor.from_pretrained(finals[2], device="cpu")
     factory.replace_saliency_decoder(fresh.parts, [0, 2], seed=0)  # what stage 3 started from
     trained, start = a.model.saliency.state_dict(), fresh.model.saliency.state_dict()
     assert set(trained) == set(start)
-    for branch in ("vision_depths.0.0.0.weight", "vision_depths.1.0.0.weight", "vision.0.0.weight"):
+    for branch in ("earlier_vision.0.0.0.weight", "earlier_vision.1.0.0.weight", "vision.0.0.weight"):
         assert not trained[branch].equal(start[branch]), branch
     with pytest.raises(ValueError, match="stage 3 setting"):
         _config(2, train8, root / "unused", init_from=str(finals[1]), saliency_vision_depths=[0])

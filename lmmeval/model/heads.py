@@ -104,7 +104,7 @@ class SaliencyDecoder(nn.Module):
             )
 
         self.vision = visual_branch()
-        self.vision_depths = nn.ModuleList([visual_branch() for _ in c.vision_depths])
+        self.earlier_vision = nn.ModuleList([visual_branch() for _ in c.vision_depths])
         # Multimodal branch: an MLP per token, then 3D convs over (t, h, w).
         self.llm_mlp = nn.Sequential(nn.Linear(c.llm_dim, c.llm_channels), nn.GELU(), nn.Linear(c.llm_channels, c.llm_channels))
         self.llm_3d = nn.Sequential(
@@ -138,12 +138,12 @@ class SaliencyDecoder(nn.Module):
         m = self.config.merge
         dtype = self.llm_mlp[0].weight.dtype
         depth_grids = depth_grids or []
-        if len(depth_grids) != len(self.vision_depths):
-            raise ValueError(f"this decoder reads {len(self.vision_depths)} earlier vision blocks "
+        if len(depth_grids) != len(self.earlier_vision):
+            raise ValueError(f"this decoder reads {len(self.earlier_vision)} earlier vision blocks "
                              f"({self.config.vision_depths}), got {len(depth_grids)} grids")
         vis = self.vision(vision_grid.to(dtype).permute(0, 3, 1, 2))  # (t, cv, 2h, 2w)
         if depth_grids:
-            earlier = [branch(g.to(dtype).permute(0, 3, 1, 2)) for branch, g in zip(self.vision_depths, depth_grids)]
+            earlier = [branch(g.to(dtype).permute(0, 3, 1, 2)) for branch, g in zip(self.earlier_vision, depth_grids)]
             vis = torch.cat([vis, *earlier], dim=1)  # (t, cv * (1 + depths), 2h, 2w)
         mm = self.llm_mlp(llm_tokens.to(dtype))  # (t*h/m*w/m, cm)
         mm = mm.reshape(t, h // m, w // m, -1).permute(3, 0, 1, 2).unsqueeze(0)  # (1, cm, t, h/m, w/m)
