@@ -144,12 +144,27 @@ class Visual:
     source_frames: np.ndarray | None = None  # the same frames before resizing (with keep_source=True)
 
 
-def sample_times(duration: float, sampling: SamplingConfig, geometry: PatchGeometry) -> np.ndarray:
-    """Uniform sampling times (s) over ``duration`` at ``sampling.fps``: a count within
+def sample_count(duration: float, sampling: SamplingConfig, geometry: PatchGeometry) -> int:
+    """Frames sampled from a clip lasting ``duration`` seconds (the first frame's start to the last
+    frame's end, so n frames at f fps last n / f) at ``sampling.fps``: a count within
     [min_frames, max_frames], rounded down to whole temporal patches."""
     n = max(sampling.min_frames, min(sampling.max_frames, int(round(duration * sampling.fps))))
-    n -= n % geometry.temporal_patch_size
-    return np.linspace(0.0, duration, n)
+    return n - n % geometry.temporal_patch_size
+
+
+def clip_duration(timestamps: np.ndarray) -> float:
+    """Seconds from the first frame's start to the last frame's end: the last start plus the median
+    frame interval (0 for a single frame)."""
+    if len(timestamps) < 2:
+        return 0.0
+    return float(timestamps[-1] - timestamps[0] + np.median(np.diff(timestamps)))
+
+
+def sample_times(timestamps: np.ndarray, sampling: SamplingConfig, geometry: PatchGeometry) -> np.ndarray:
+    """Sampling times (s) of a clip whose frames start at ``timestamps``: ``sample_count`` of them,
+    uniform from the first frame's start to the last's."""
+    n = sample_count(clip_duration(timestamps), sampling, geometry)
+    return np.linspace(float(timestamps[0]), float(timestamps[-1]), n)
 
 
 def nearest_frames(timestamps: np.ndarray, times: np.ndarray) -> list[int]:
@@ -209,11 +224,11 @@ def _read_sampled_video(path: Path, sampling: SamplingConfig, geometry: PatchGeo
             frames, timestamps, rotation = _decode_with_pyav(path, decord_error)
             if rotation:
                 notes.append(f"rotated {rotation} deg (display metadata)")
-    times = sample_times(float(timestamps[-1]) if len(timestamps) > 1 else 0.0, sampling, geometry)
+    times = sample_times(timestamps, sampling, geometry)
     indices = nearest_frames(timestamps, times)
-    wanted = int(round(float(timestamps[-1]) * sampling.fps)) if len(timestamps) > 1 else 1
-    if wanted > sampling.max_frames:
-        notes.append(f"frame cap: {len(timestamps)} frames ({timestamps[-1]:.1f} s) sampled to {len(indices)}")
+    duration = clip_duration(timestamps)
+    if int(round(duration * sampling.fps)) > sampling.max_frames:
+        notes.append(f"frame cap: {len(timestamps)} frames ({duration:.1f} s) sampled to {len(indices)}")
     if len(timestamps) == 1:
         notes.append("single-frame video: assessed as a still")
     # decord applies display rotation metadata itself; the PyAV fallback does it below.
@@ -300,7 +315,7 @@ def _from_array(arr: np.ndarray, sample: _Sampler) -> Visual:
         return sample.still(arr[0], "<array>", [])
     # In-memory videos carry no frame rate: every frame is used (up to the cap), and
     # the sampled frames are taken to be ``sampling.fps`` apart. The count follows the file
-    # rule (sample_times): within [min_frames, max_frames] and whole temporal patches, so a short
+    # rule (sample_count): within [min_frames, max_frames] and whole temporal patches, so a short
     # clip repeats frames rather than giving the model fewer than it was trained on.
     sampling = sample.sampling
     t = arr.shape[0]

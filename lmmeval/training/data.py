@@ -9,7 +9,7 @@ import torch
 
 from ..data.manifest import Record
 from ..data.saliency_maps import load_saliency_png
-from ..io.media import Visual, frame_size, load_visual, sample_times
+from ..io.media import Visual, frame_size, load_visual, sample_count
 from ..labels import DIMENSIONS
 from ..model.configuration import PatchGeometry, SamplingConfig
 from ..model.processing import ModelBatch, build_batch
@@ -36,8 +36,8 @@ def estimated_tokens(record: Record, sampling: SamplingConfig, geometry: PatchGe
     """
     if record.num_frames is None or record.fps is None:
         raise ValueError(f"record {record.id}: no num_frames/fps in the manifest, which length grouping needs")
-    duration = (record.num_frames - 1) / record.fps  # first to last frame, as load_visual measures it
-    frames = len(sample_times(duration, sampling, geometry))
+    # First frame's start to last frame's end, as load_visual measures it.
+    frames = sample_count(record.num_frames / record.fps, sampling, geometry)
     if record.width is not None and record.height is not None:
         h, w = frame_size(record.height, record.width, sampling, geometry)
         pixels = h * w

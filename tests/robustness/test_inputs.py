@@ -164,3 +164,23 @@ def test_array_videos_follow_the_file_frame_count_rule(frames, expected):
     visual = load_visual(_frames(frames, 28, 28), sampling, geometry("tiny"))
     assert visual.frame_indices == expected
     assert len(visual.frames) == len(expected)
+
+
+@pytest.mark.parametrize("frames, fps, expected", [
+    # 8 frames at 4 fps last 2 s: all 8 at 4 fps (measuring to the last frame's start, 1.75 s, gave 6)
+    (8, 4, [0, 1, 2, 3, 4, 5, 6, 7]),
+    (16, 8, np.linspace(0, 15, 8).round().astype(int).tolist()),  # the training renders: every other frame
+    (240, 60, np.linspace(0, 239, 8).round().astype(int).tolist()),  # the paper's 4 s at 60 fps: capped at 8
+    (6, 8, [0, 5]),  # 0.75 s at 4 fps is 3 frames, rounded down to one whole temporal patch: 2
+])
+def test_video_files_are_sampled_over_their_whole_length(tmp_path, frames, fps, expected):
+    """A constant-rate clip of T frames at f fps lasts T / f seconds; sampled at 4 fps (at most 8)
+    its frames are spread evenly from the first to the last: round(linspace(0, T - 1, n))."""
+    from lmmeval.io.media import load_visual
+    from lmmeval.model.configuration import SamplingConfig
+    from lmmeval.model.presets import geometry
+
+    path = tmp_path / "clip.mp4"
+    _encode(path, _frames(frames, 32, 32), fps)
+    sampling = SamplingConfig(fps=4.0, max_frames=8, max_pixels=56 * 56)
+    assert load_visual(str(path), sampling, geometry("tiny")).frame_indices == expected
