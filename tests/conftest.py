@@ -44,6 +44,17 @@ def prepared_manifest(synthetic_raw, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def other_render(tmp_path_factory):
+    """The same 40 heads rendered at another protocol (128 px, 6 fps, 3 s), prepared the same way."""
+    from lmmeval.data.prepare import prepare
+    from lmmeval.synth import SynthConfig, synthesize
+
+    protocol = dict(size=128, fps=6, seconds=3.0)
+    raw = synthesize(tmp_path_factory.mktemp("raw128"), SynthConfig(**(SMALL_SET | protocol)), progress=False)
+    return prepare(raw, tmp_path_factory.mktemp("prepared128"), progress=False)
+
+
+@pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory):
     """The tiny Qwen2.5-VL base (real architecture, random weights), built offline once."""
     from lmmeval.model.presets import save_base

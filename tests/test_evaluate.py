@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmmeval.eval.evaluate import evaluate, pairwise_accuracy, write_report
+from lmmeval.eval.evaluate import evaluate, pairwise_accuracy, render_agreement, write_report
 from lmmeval.data.manifest import load_manifest
 from lmmeval.training.config import SaliencyLossWeights
 from lmmeval.training.losses import regression_loss, saliency_loss
@@ -21,6 +21,26 @@ def test_pairwise_accuracy_hand_worked():
     assert pairwise_accuracy([3, 1, 2], [5, 5, 1]) == pytest.approx(0.5)
     with pytest.raises(ValueError):
         pairwise_accuracy([1, 2], [3, 3])
+
+
+def test_render_agreement_hand_worked():
+    """Heads a, b, c, d at two protocols (e only at the first: not compared). Quality ranks
+    a<b<c<d at both but shifts by +2, +4, +6, +8 (mean 5); authenticity ranks d<c<b<a at the
+    second, the reverse of the first (SRCC -1, mean shift 0); a constant score has no SRCC."""
+    first = {"a": {"quality": 10, "authenticity": 1}, "b": {"quality": 20, "authenticity": 2},
+             "c": {"quality": 30, "authenticity": 3}, "d": {"quality": 40, "authenticity": 4},
+             "e": {"quality": 0, "authenticity": 0}}
+    second = {"a": {"quality": 12, "authenticity": 4}, "b": {"quality": 24, "authenticity": 3},
+              "c": {"quality": 36, "authenticity": 2}, "d": {"quality": 48, "authenticity": 1}}
+    out = render_agreement(first, second)
+    assert out["n"] == 4
+    assert out["quality"] == {"srcc": pytest.approx(1.0), "mean_shift": pytest.approx(5.0)}
+    assert out["authenticity"] == {"srcc": pytest.approx(-1.0), "mean_shift": pytest.approx(0.0)}
+    flat = {k: {"quality": 50, "authenticity": v["authenticity"]} for k, v in second.items()}
+    out = render_agreement(first, flat)
+    assert out["quality"]["srcc"] is None and "constant" in out["quality"]["note"]
+    with pytest.raises(ValueError, match="at least two heads in both, got 1"):
+        render_agreement(first, {"a": second["a"]})
 
 
 def test_saliency_loss_terms():

@@ -4,6 +4,7 @@ the loss falls, exactly the right parameters change, and a resumed run reproduce
 import csv
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
@@ -211,7 +212,7 @@ def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="regression_video_mean must be true or false, got 'flase'"):
         load_train_config(path)
     for value, message in (("m2.jsonl", "extra_manifests must be a list of manifest paths, got 'm2.jsonl'"),
-                           ("[m2.jsonl, m2.jsonl]", "extra_manifests names m2.jsonl more than once")):
+                           ("[m2.jsonl, m2.jsonl]", "extra_manifests and renders name m2.jsonl more than once")):
         path.write_text(f"stage: 2\nmanifest: m.jsonl\noutput_dir: out\ninit_from: x\nextra_manifests: {value}\n")
         with pytest.raises(ValueError, match=re.escape(message)):
             load_train_config(path)
@@ -248,6 +249,60 @@ def test_extra_manifests_join_the_training_records_once_shown_disjoint(train8, o
     with pytest.raises(ValueError, match=r"both rendered with `lmmeval synth --seed 0`"):
         run_stage(_config(1, train8, tmp_path / "s1b", base="preset:tiny", extra_manifests=[str(copy / "manifest.jsonl")]),
                   None, progress=False)
+    assert not (tmp_path / "s1b" / "log.csv").exists()
+
+
+def _render_of(manifest: Path, render: Path, name: str, edit=None) -> Path:
+    """``render``'s records of the videos in ``manifest``, as a manifest beside ``render`` (so its
+    paths resolve); ``edit(record)`` may change each record (a dict) first."""
+    import json
+
+    ids = {json.loads(line)["id"] for line in manifest.read_text().splitlines()}
+    lines = [json.loads(line) for line in render.read_text().splitlines()]
+    lines = [r for r in lines if r["id"] in ids]
+    for r in lines:
+        if edit:
+            edit(r)
+    out = render.parent / name
+    out.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return out
+
+
+def test_other_renders_join_training_except_the_held_out_heads(train8, other_render, other_study, tmp_path,
+                                                               monkeypatch):
+    """The same heads at another protocol: a head of the held-out fold stays out at every protocol,
+    the others are trained on at both. A manifest of other heads, or of the same heads in other
+    folds, is refused before any model is loaded."""
+    import lmmeval.training.recipe as recipe
+    from lmmeval.data.manifest import load_manifest
+
+    class Captured(Exception):
+        pass
+
+    def capture(records, *args, **kwargs):
+        raise Captured([(r.id, str(r.video_path)) for r in records])
+
+    render8 = _render_of(train8, other_render, "render8.jsonl")
+    main, render = load_manifest(train8), load_manifest(render8)
+    assert [r.id for r in render] == [r.id for r in main] and {r.width for r in render} == {128}
+    assert {r.fold for r in main} > {0}  # fold 0 holds some of the 8 heads, not all
+    monkeypatch.setattr(recipe, "ManifestData", capture)
+    with pytest.raises(Captured) as caught:
+        run_stage(_config(1, train8, tmp_path / "s1", base="preset:tiny", fold=0, renders=[str(render8)]),
+                  None, progress=False)
+    expected = [(r.id, str(r.video_path)) for study in (main, render) for r in study if r.fold != 0]
+    assert caught.value.args[0] == expected
+
+    moved = _render_of(train8, other_render, "moved.jsonl", edit=lambda r: r.update(fold=(r["fold"] + 1) % 5))
+    strays = _render_of(other_render, other_render, "strays.jsonl")  # all 40 heads, train8 has 8
+    for bad, message in ((moved, r"has fold \d, in .*train8.jsonl \d; prepare both renders with the same --folds"),
+                         (strays, r"video '\S+' is not in .*train8.jsonl"),
+                         (other_study, r"rendered with `lmmeval synth --seed 1`, .* --seed 0 .*not another render")):
+        with pytest.raises(ValueError, match=message):
+            run_stage(_config(1, train8, tmp_path / "s1b", base="preset:tiny", renders=[str(bad)]),
+                      None, progress=False)
+    with pytest.raises(ValueError, match="name .*train8.jsonl more than once"):
+        run_stage(_config(1, train8, tmp_path / "s1b", base="preset:tiny", renders=[str(train8)]), None, progress=False)
     assert not (tmp_path / "s1b" / "log.csv").exists()
 
 
@@ -333,10 +388,12 @@ def test_cross_validation_checks_the_manifest_folds(prepared_manifest, tmp_path)
 
 
 @pytest.mark.slow
-def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manifest, other_study, tmp_path, capsys):
+def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manifest, other_study, other_render,
+                                                                tmp_path, capsys):
     """Two folds of 12 videos, 2 steps per stage, a checkpoint every step, plus a disjoint study
-    trained on in every stage: the generated table and its JSON land in a folder that did not
-    exist yet, naming the run; a rerun into the same work folder (the earlier run's checkpoints
+    trained on in every stage and the same heads at another protocol: the generated table and its
+    JSON land in a folder that did not exist yet, naming the run, with each fold's held-out heads
+    scored at both protocols; a rerun into the same work folder (the earlier run's checkpoints
     still in it) starts each fold afresh."""
     import json
     from pathlib import Path
@@ -351,6 +408,8 @@ def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manife
         r["fold"] = i % 2
     manifest = prepared_manifest.parent / "two_folds.jsonl"  # beside the full one: its paths resolve
     manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
+    folds = {r["id"]: r["fold"] for r in records}
+    render = _render_of(manifest, other_render, "two_folds_128.jsonl", edit=lambda r: r.update(fold=folds[r["id"]]))
     root = Path(__file__).resolve().parents[1]
     configs = []
     for stage in (1, 2, 3):
@@ -362,7 +421,7 @@ def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manife
         out = cross_validate(manifest, tmp_path / "work", folds=2, configs=configs, steps=2,
                              deepspeed=str(root / "configs" / "deepspeed" / "zero2.json"),
                              baseline=BaselineConfig(epochs=1, frames=2), results_md=results, command="cv-test",
-                             stage_overrides={3: {"steps": 3}}, extra_train=[other_study])
+                             stage_overrides={3: {"steps": 3}}, extra_train=[other_study], renders=[render])
     assert any((tmp_path / "work" / "fold0" / "stage1" / "checkpoints").glob("step*"))  # what the rerun met
     # The stage override wins over --steps, in that stage only:
     for fold in (0, 1):
@@ -378,9 +437,17 @@ def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manife
     assert f"fold 2/2 done: quality SRCC {quality:.3f}, authenticity SRCC" in capsys.readouterr().out
     text = results.read_text()
     assert "on 12 synthetic videos" in text and "`cv-test`" in text and out["table"] in text
-    assert f"LMME3DHF, tiny preset, + 8 training videos of {other_study}, 3.steps=3" in out["table"]
+    assert (f"LMME3DHF, tiny preset, + 8 training videos of {other_study}, + the training heads' renders in "
+            f"{render}, 3.steps=3") in out["table"]
     assert f"stages 1-3 also train on the 8 videos of `{other_study}`, the baseline on each fold's own only" in text
-    assert per_fold["extra_train"] == [str(other_study)]
+    assert per_fold["extra_train"] == [str(other_study)] and per_fold["renders"] == [str(render)]
+    # The held-out heads at 128 px: scored, and compared head by head with their 112-px scores.
+    for fold in per_fold["folds"]:
+        other = fold["renders"][str(render)]
+        assert other["n"] == 6 and other["between"]["n"] == 6 and "predictions" not in other
+    row = [line for line in out["table"].splitlines() if line.startswith(f"| `{render}` |")]
+    assert len(row) == 1 and len(row[0].split("|")) == 9  # 7 numeric cells
+    assert "; stages 1-3 also train on the training heads' renders in" in text
 
 
 def test_cross_validation_stage_overrides_are_checked_before_any_fold(prepared_manifest, tmp_path):
@@ -403,9 +470,10 @@ def test_cross_validation_stage_overrides_are_checked_before_any_fold(prepared_m
         with pytest.raises(ValueError, match=message):
             cross_validate(prepared_manifest, tmp_path / "work", steps=1, stage_overrides=overrides)
     # Extra training studies: checked against the manifest before any fold, as the stages would.
-    for extra, message in (([prepared_manifest], "both rendered with `lmmeval synth --seed 0`"),
+    twice = f"renders name {re.escape(str(prepared_manifest))} more than once"
+    for extra, message in (([prepared_manifest], twice),
                            ([prepared_manifest.parent / "none.jsonl"], "none.jsonl"),
-                           ([prepared_manifest] * 2, f"extra_manifests names {re.escape(str(prepared_manifest))} more than once")):
+                           ([prepared_manifest] * 2, twice)):
         with pytest.raises((ValueError, FileNotFoundError), match=message):
             cross_validate(prepared_manifest, tmp_path / "work", steps=1, extra_train=extra)
     assert not (tmp_path / "work").exists()  # nothing trained

@@ -1,7 +1,8 @@
 r"""Train the embedded demo checkpoint end to end (what `make demo-checkpoint` runs).
 
 1. render a synthetic training study (seed 0) and prepare it, or take --manifest (`make
-   demo-checkpoint` passes the cross-validation study, which is that same render);
+   demo-checkpoint` passes the cross-validation study, which is that same render) and --renders
+   (the same study at other protocols: `make demo-checkpoint` passes its 512-px render);
 2. run the three stage scripts (tiny preset, configs/tiny/*.yaml, DeepSpeed ZeRO-2), stage 1
    starting from --base: by default the tiny base whose vision tower stage 0 pretrained
    (`make pretrain`), since the random tower learns next to nothing (docs/results.md);
@@ -12,7 +13,8 @@ r"""Train the embedded demo checkpoint end to end (what `make demo-checkpoint` r
    study and seeds 1 and 3 stage 0's corpus, so no test video was seen by any stage.
 
     python train/build_demo_checkpoint.py [--base runs/pretrain/base | --base preset:tiny] \
-        [--manifest runs/cv/prepared/manifest.jsonl | --n 400] [--steps 1000] [--work runs/demo]
+        [--manifest runs/cv/prepared/manifest.jsonl [--renders MANIFEST ...] | --n 400] [--steps 1000] \
+        [--work runs/demo]
 
 Paths are relative to the repository root, wherever the script is started from.
 """
@@ -38,6 +40,8 @@ def run(cmd: list[str]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", help="a prepared training study (default: render --n videos with seed 0)")
+    parser.add_argument("--renders", nargs="+", default=[], metavar="MANIFEST",
+                        help="with --manifest: the same study rendered at other protocols, trained on too")
     parser.add_argument("--n", type=int, default=400, help="training videos to render without --manifest (default 400)")
     parser.add_argument("--test-n", type=int, default=100, help="test videos, rendered with seed 2 (default 100)")
     parser.add_argument("--steps", type=int, default=1000, help="every stage's steps (default 1000, as `make cv`)")
@@ -53,11 +57,13 @@ def main() -> int:
     if not preset and not (ROOT / args.base / "config.json").is_file():
         parser.error(f"--base {args.base}: no config.json there; run `make pretrain` first or pass --base preset:tiny")
 
-    if args.manifest is not None:
-        if not Path(args.manifest).is_file():
-            parser.error(f"--manifest {args.manifest}: no such file")
-        if Path(args.manifest).resolve().is_relative_to(work.resolve()):
-            parser.error(f"--manifest {args.manifest} lies inside --work {work}, which is cleared first")
+    if args.renders and args.manifest is None:
+        parser.error("--renders needs --manifest (the study they render)")
+    for path in ([args.manifest] if args.manifest else []) + args.renders:
+        if not Path(path).is_file():
+            parser.error(f"{path}: no such manifest")
+        if Path(path).resolve().is_relative_to(work.resolve()):
+            parser.error(f"{path} lies inside --work {work}, which is cleared first")
     if work.exists():  # scratch space: a rebuild starts afresh (training refuses an earlier run's checkpoints)
         print(f"clearing {work}", flush=True)
         shutil.rmtree(work)
@@ -73,6 +79,8 @@ def main() -> int:
         else:
             sets.append(f"init_from={work}/stage{stage - 1}/final")
         sets.append(f"steps={args.steps}")
+        if args.renders:
+            sets.append(f"renders=[{', '.join(args.renders)}]")
         run([py, script, "--config", f"configs/tiny/stage{stage}.yaml", "--deepspeed", "configs/deepspeed/zero2.json",
              "--set", *sets])
 
@@ -97,7 +105,8 @@ def main() -> int:
         "synthetic benchmark. A demonstration of the pipeline, not a face-quality model. `base/` is its "
         "base model.\n")
     # The out-of-distribution flag: the training videos' feature distribution, stored with the checkpoint.
-    run([py, "-m", "lmmeval.cli", "calibrate-ood", "--model", args.out, "--manifest", manifest, "--device", "cpu", "-q"])
+    run([py, "-m", "lmmeval.cli", "calibrate-ood", "--model", args.out, "--manifest", manifest, *args.renders,
+         "--device", "cpu", "-q"])
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"demo checkpoint: {out} ({size / 2**20:.1f} MiB)")
 

@@ -8,7 +8,7 @@ runs/cv/prepared/manifest.jsonl renders the 400-video one).
 
     python train/cross_validate.py --manifest runs/cv/prepared/manifest.jsonl \
         [--steps N] [--work runs/cv] [--base runs/pretrain/base] [--results docs/results_cv.md] \
-        [--set STAGE.KEY=VALUE ...] [--extra-train MANIFEST ...]
+        [--set STAGE.KEY=VALUE ...] [--extra-train MANIFEST ...] [--renders MANIFEST ...]
 
 --set changes one stage's config for every fold, for ablations; write the results elsewhere so
 the committed table stays the default run's, e.g. the Bradley-Terry ranking loss in stage 2:
@@ -23,6 +23,14 @@ disjoint from --manifest: another synth seed), e.g. stage 0's corpus:
     python train/cross_validate.py --manifest runs/cv/prepared/manifest.jsonl --steps 1000 \
         --base runs/pretrain/base --extra-train runs/pretrain2/prepared/manifest.jsonl \
         --work runs/cv_extra --results runs/cv_extra/results.md
+
+--renders names the same study rendered at other protocols (`lmmeval synth` with the same --seed,
+another --size/--fps/--seconds, prepared with the same --folds): every stage also trains on the
+training heads' renders, and each fold is tested on its held-out heads' renders as well, with the
+agreement between a head's two scores (what `make cv` does with a 512-px render):
+
+    python train/cross_validate.py --manifest runs/cv/prepared/manifest.jsonl --steps 1000 \
+        --base runs/pretrain/base --renders runs/cv512/prepared/manifest.jsonl
 """
 
 import argparse
@@ -50,6 +58,9 @@ def main() -> int:
     parser.add_argument("--extra-train", nargs="+", default=[], metavar="MANIFEST",
                         help="more prepared studies that stages 1-3 also train on whole in every fold (not the "
                              "baseline); each must be disjoint from --manifest (another `lmmeval synth --seed`)")
+    parser.add_argument("--renders", nargs="+", default=[], metavar="MANIFEST",
+                        help="the same study rendered at other protocols (same synth --seed, same prepare "
+                             "--folds): trained on for the training heads, tested on for the held-out ones")
     args = parser.parse_args()
     try:
         stage_overrides = stage_overrides_from(args.set)
@@ -59,7 +70,7 @@ def main() -> int:
     out = cross_validate(args.manifest, args.work, folds=args.folds, configs=args.configs, steps=args.steps,
                          results_md=args.results,
                          command=command.strip(), base=args.base, stage_overrides=stage_overrides,
-                         extra_train=args.extra_train)
+                         extra_train=args.extra_train, renders=args.renders)
     print(out["table"])
     return 0
 

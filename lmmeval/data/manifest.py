@@ -187,6 +187,28 @@ def check_disjoint(study: str | Path, study_records: list[Record], others: dict[
                              f"{digests[min(shared)]}): render the other study with another --seed")
 
 
+def check_same_study(study: str | Path, study_records: list[Record], render: str | Path,
+                     render_records: list[Record]) -> None:
+    """Refuse a ``render`` manifest that is not another render of ``study``'s heads, with a
+    ``ValueError`` naming both: each of its records must be one of ``study``'s videos (same id) in the
+    same fold, split and generator, and two synthetic studies must share their `lmmeval synth` seed.
+    Then a head's renders are held out together, and none of them can leak into training."""
+    seeds = synth_seed(study), synth_seed(render)
+    if None not in seeds and seeds[0] != seeds[1]:
+        raise ValueError(f"{render} was rendered with `lmmeval synth --seed {seeds[1]}`, {study} with --seed "
+                         f"{seeds[0]} (their summary.json): other heads, not another render of the same ones")
+    heads = {r.id: r for r in study_records}
+    for record in render_records:
+        head = heads.get(record.id)
+        if head is None:
+            raise ValueError(f"{render}: video {record.id!r} is not in {study}; a render of the same study "
+                             "has the same video ids")
+        for name in ("fold", "split", "generator"):
+            if getattr(record, name) != getattr(head, name):
+                raise ValueError(f"{render}: video {record.id!r} has {name} {getattr(record, name)!r}, in {study} "
+                                 f"{getattr(head, name)!r}; prepare both renders with the same --folds and --seed")
+
+
 def synth_seed(manifest: str | Path) -> int | None:
     """The `lmmeval synth` seed recorded in the prepared study's summary.json (None: not recorded,
     e.g. a real study or one prepared before the seed was recorded)."""

@@ -74,6 +74,32 @@ def evaluate(assessor: Assessor, records: list[Record], batch_size: int = 4, pro
     return report
 
 
+def render_agreement(first: dict[str, dict[str, float]], second: dict[str, dict[str, float]]) -> dict:
+    """How alike two renders of the same heads are scored. ``first`` and ``second``: {video id:
+    {dimension: score}}; the ids both hold are compared. Per dimension: the SRCC between a head's
+    two scores (None, with ``note``, where undefined, e.g. a constant score) and the mean shift,
+    second minus first, in MOS points."""
+    from .metrics import srcc
+
+    ids = sorted(first.keys() & second.keys())
+    if len(ids) < 2:
+        raise ValueError(f"comparing two renders needs at least two heads in both, got {len(ids)}")
+    out: dict = {"n": len(ids)}
+    for dim in DIMENSIONS:
+        a, b = [first[i][dim] for i in ids], [second[i][dim] for i in ids]
+        out[dim] = {"srcc": None, "mean_shift": float(np.mean(np.subtract(b, a)))}
+        try:
+            out[dim]["srcc"] = srcc(a, b)
+        except ValueError as err:
+            out[dim]["note"] = str(err)
+    return out
+
+
+def scores_by_id(report: dict) -> dict[str, dict[str, float]]:
+    """{video id: {dimension: score}} from an ``evaluate`` report's predictions."""
+    return {p["id"]: {d: p[d] for d in DIMENSIONS} for p in report["predictions"]}
+
+
 def _distortion_report(pred: list[list[str]], true: list[list[str] | None]) -> dict:
     """Exact-set accuracy and per-category precision / recall over the records whose categories are
     labelled (``true`` None: not labelled, counted in ``not_labelled``)."""

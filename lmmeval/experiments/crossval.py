@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.manifest import Record, check_disjoint, load_manifest, synth_seed
-from ..eval.evaluate import evaluate, score_report
+from ..data.manifest import Record, check_disjoint, check_same_study, load_manifest, synth_seed
+from ..eval.evaluate import evaluate, render_agreement, score_report, scores_by_id
 from ..inference.assessor import Assessor
 from ..labels import DIMENSIONS
 from ..provenance import git_commit
@@ -29,7 +29,7 @@ SALIENCY_KEYS = ("auc_judd", "nss", "cc", "sim", "kld")
 
 
 # Keys each fold sets itself: a stage override may not change them.
-FOLD_KEYS = ("manifest", "output_dir", "fold", "split", "init_from", "extra_manifests")
+FOLD_KEYS = ("manifest", "output_dir", "fold", "split", "init_from", "extra_manifests", "renders")
 DEFAULT_CONFIGS = ("configs/tiny/stage1.yaml", "configs/tiny/stage2.yaml", "configs/tiny/stage3.yaml")
 
 
@@ -53,10 +53,14 @@ def stage_overrides_from(items: list[str]) -> dict[int, dict]:
 
 def run_fold(manifest: Path, records: list[Record], fold: int, work: Path, configs: list[Path], deepspeed: str | None,
              steps: int | None, baseline: BaselineConfig, base: str | None = None,
-             stage_overrides: dict[int, dict] | None = None, extra_train: list[str] | None = None) -> dict:
+             stage_overrides: dict[int, dict] | None = None, extra_train: list[str] | None = None,
+             renders: dict[str, list[Record]] | None = None) -> dict:
     """``records``: the manifest's, as ``load_manifest`` read them (the stages read the file themselves).
     ``stage_overrides``: {stage: {key: value}} applied to that stage's config after ``steps``.
-    ``extra_train``: manifests every stage also trains on whole (not the baseline)."""
+    ``extra_train``: manifests every stage also trains on whole (not the baseline).
+    ``renders``: {manifest: records} of the same study at other protocols, trained on with the
+    manifest and tested on the same held-out heads (not by the baseline)."""
+    renders = renders or {}
     # The fold's folder is scratch space: a rerun starts it afresh (training refuses to mix
     # its checkpoints with an earlier run's).
     shutil.rmtree(work, ignore_errors=True)
@@ -64,7 +68,7 @@ def run_fold(manifest: Path, records: list[Record], fold: int, work: Path, confi
     for stage, cfg_path in enumerate(configs, start=1):
         # The fold is held out, not an official split the config may name (the 7B configs hold out "eval").
         overrides = {"manifest": str(manifest), "output_dir": str(work / f"stage{stage}"), "fold": fold,
-                     "split": None, "extra_manifests": list(extra_train or [])}
+                     "split": None, "extra_manifests": list(extra_train or []), "renders": list(renders)}
         if stage == 1 and base:
             overrides["base"] = str(base)
         if stage > 1:
@@ -77,6 +81,13 @@ def run_fold(manifest: Path, records: list[Record], fold: int, work: Path, confi
     train = [r for r in records if r.fold != fold]
     assessor = Assessor.from_pretrained(final)  # on the GPU where there is one
     report = evaluate(assessor, test, progress=False)
+    # The held-out heads at each other protocol: their scores there, and how well they agree
+    # with the same heads' scores at the manifest's protocol.
+    other = {}
+    for path, render_records in renders.items():
+        other[path] = evaluate(assessor, [r for r in render_records if r.fold == fold], progress=False)
+        other[path]["between"] = render_agreement(scores_by_id(report), scores_by_id(other[path]))
+        other[path].pop("predictions")
     # The baseline sees the frames the assessor sees: its sampling, in its patch geometry.
     sampling, geometry = assessor.config.sampling, assessor.parts.geometry
     model = train_baseline(train, sampling, geometry, baseline)
@@ -88,7 +99,7 @@ def run_fold(manifest: Path, records: list[Record], fold: int, work: Path, confi
     labelled = [(c, r) for c, r in zip(categories, test) if r.labelled]
     base["distortions"] = {"exact_set_accuracy": float(np.mean([sorted(c) == sorted(r.categories) for c, r in labelled]))
                            if labelled else None}
-    return {"assessor": report, "baseline": base}
+    return {"assessor": report, "baseline": base, "renders": other}
 
 
 def fold_summary(result: dict) -> str:
@@ -101,7 +112,11 @@ def fold_summary(result: dict) -> str:
             f"exact-set {num(a['distortions']['exact_set_accuracy'], 100, 1)} %")
     if "saliency" in a:
         line += f", saliency CC {num(a['saliency']['cc'])}"
-    return line + f" (baseline SRCC {num(b['quality']['srcc'])} / {num(b['authenticity']['srcc'])})"
+    line += f" (baseline SRCC {num(b['quality']['srcc'])} / {num(b['authenticity']['srcc'])})"
+    for path, r in result.get("renders", {}).items():
+        line += (f"; {path}: SRCC {num(r['quality']['srcc'])} / {num(r['authenticity']['srcc'])}, between renders "
+                 f"{num(r['between']['quality']['srcc'])} / {num(r['between']['authenticity']['srcc'])}")
+    return line
 
 
 def _mean_std(values: list[float]) -> str:
@@ -124,6 +139,19 @@ def table(folds: list[dict], assessor_label: str = "LMME3DHF, tiny preset") -> s
               "| method | AUC-Judd | NSS | CC | SIM | KLD |", "| --- | --- | --- | --- | --- | --- |",
               f"| {assessor_label} | " + " | ".join(_mean_std([f["assessor"]["saliency"][k] for f in folds])
                                                    for k in SALIENCY_KEYS) + " |"]
+    renders = folds[0].get("renders", {})  # every fold has the same ones
+    if renders:
+        lines += ["", "The held-out heads rendered at another protocol (`renders`): the SRCC of their scores there, "
+                  "and between a head's two renders the SRCC of its scores and the mean shift (other render minus "
+                  "the manifest's, MOS points).", "",
+                  "| render | quality SRCC | authenticity SRCC | between renders: quality SRCC | authenticity SRCC "
+                  "| quality mean shift | authenticity mean shift |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for path in renders:
+            per = [f["renders"][path] for f in folds]
+            cells = [_mean_std([r[dim]["srcc"] for r in per]) for dim in DIMENSIONS]
+            cells += [_mean_std([r["between"][dim]["srcc"] for r in per]) for dim in DIMENSIONS]
+            cells += [_mean_std([r["between"][dim]["mean_shift"] for r in per]) for dim in DIMENSIONS]
+            lines.append(f"| `{path}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -131,12 +159,16 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
                    deepspeed: str | None = "configs/deepspeed/zero2.json", steps: int | None = None,
                    baseline: BaselineConfig = BaselineConfig(), results_md: str | Path | None = None,
                    command: str = "", base: str | Path | None = None,
-                   stage_overrides: dict[int, dict] | None = None, extra_train: list[str] | None = None) -> dict:
+                   stage_overrides: dict[int, dict] | None = None, extra_train: list[str] | None = None,
+                   renders: list[str] | None = None) -> dict:
     """``base`` replaces stage 1's base (e.g. the tiny base with stage 0's pretrained vision tower).
     ``stage_overrides`` ({stage: {key: value}}) change the stage configs for every fold: ablations
     such as {2: {"pairwise_weight": 0.5}}. ``extra_train``: more studies (manifests) that every
     stage of every fold also trains on whole, e.g. stage 0's corpus; they must be disjoint from
-    ``manifest``. The baseline keeps to each fold's training videos."""
+    ``manifest``. ``renders``: the same study rendered at other protocols (`lmmeval synth` with its
+    seed, prepared with its folds): every stage trains on the training heads' renders too, and each
+    fold is also tested on its held-out heads' renders (robustness to the render protocol). The
+    baseline keeps to each fold's training videos of ``manifest``."""
     configs = [Path(c) for c in (configs or DEFAULT_CONFIGS)]
     if len(configs) != 3:
         raise ValueError(f"cross-validation runs the three stages: give three stage configs, got {len(configs)}")
@@ -156,9 +188,14 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
         raise ValueError(f"{manifest}: its folds are {present}, not 0..{folds - 1}; prepare it with --folds {folds} "
                          f"or pass --folds {len(present)}")
     extra_train = [str(path) for path in extra_train or []]
-    load_train_config(configs[0], {"extra_manifests": extra_train})  # the stages' own checks (a name twice), now
+    renders = [str(path) for path in renders or []]
+    # The stages' own checks (a manifest named twice), now, not in each fold's stage 1.
+    load_train_config(configs[0], {"manifest": str(manifest), "extra_manifests": extra_train, "renders": renders})
     extra_records = {path: load_manifest(path) for path in extra_train}
-    check_disjoint(manifest, records, extra_records)  # now, not in each fold's stage 1
+    check_disjoint(manifest, records, extra_records)
+    render_records = {path: load_manifest(path) for path in renders}
+    for path, others in render_records.items():
+        check_same_study(manifest, records, path, others)
     n_extra = sum(len(r) for r in extra_records.values())
     if results_md:  # made now: a folder that cannot be made should fail before the folds, not after
         Path(results_md).parent.mkdir(parents=True, exist_ok=True)
@@ -167,7 +204,7 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     for k in range(folds):
         print(f"fold {k + 1}/{folds}", flush=True)
         result = run_fold(manifest, records, k, work / f"fold{k}", configs, deepspeed, steps, baseline, base,
-                          stage_overrides, extra_train)
+                          stage_overrides, extra_train, render_records)
         result["assessor"].pop("predictions", None)
         # Each fold's numbers as soon as it is done (a full run takes the better part of an hour).
         (work / f"fold{k}" / "result.json").write_text(json.dumps(result, indent=2))
@@ -176,9 +213,11 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     label = f"LMME3DHF, {_model_name(configs[0])}" + (f", base {base}" if base else "")
     if extra_train:
         label += f", + {n_extra} training videos of {' + '.join(extra_train)}"
+    if renders:
+        label += f", + the training heads' renders in {' + '.join(renders)}"
     label += "".join(f", {stage}.{k}={v}" for stage, keys in sorted(stage_overrides.items()) for k, v in keys.items())
     out = {"folds": results, "table": table(results, label), "base": str(base) if base else None,
-           "extra_train": extra_train,
+           "extra_train": extra_train, "renders": renders,
            "minutes": (time.time() - start) / 60, "command": command, "commit": commit}
     work.mkdir(parents=True, exist_ok=True)
     (work / "results.json").write_text(json.dumps(out, indent=2))
@@ -190,6 +229,9 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
         if extra_train:
             tower += (f"; stages 1-3 also train on the {n_extra} videos of "
                       f"{' + '.join(f'`{path}`' for path in extra_train)}, the baseline on each fold's own only")
+        if renders:
+            tower += (f"; stages 1-3 also train on the training heads' renders in "
+                      f"{' + '.join(f'`{path}`' for path in renders)} and are tested on the held-out heads' too")
         synthetic = synth_seed(manifest) is not None  # rendered by `lmmeval synth`, folds by generator
         title = "on the synthetic benchmark" if synthetic else f"on {manifest}"
         device = "GPU" if torch.cuda.is_available() else "CPU"

@@ -35,6 +35,10 @@ class TrainConfig:
     # More studies trained on whole (their folds ignored), e.g. stage 0's corpus; each must be
     # disjoint from `manifest` (checked: render seed and file hashes), whose held-out fold is tested.
     extra_manifests: list[str] = field(default_factory=list)
+    # The same study rendered at other protocols (`lmmeval synth` with the manifest's seed and
+    # another --size/--fps/--seconds, prepared with the same --folds): each head's renders are held
+    # out together (checked: same ids, folds, splits, generators), the others all trained on.
+    renders: list[str] = field(default_factory=list)
     # How long: `steps` (optimizer steps) or `epochs` (passes over the training records, turned into
     # steps from the record count, world size, micro-batch and accumulation), one of the two.
     steps: int | None = None
@@ -85,11 +89,14 @@ class TrainConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         STAGES[self.stage].check(self)  # what only this stage needs or allows
-        if not isinstance(self.extra_manifests, list) or not all(isinstance(m, str) for m in self.extra_manifests):
-            raise ValueError(f"extra_manifests must be a list of manifest paths, got {self.extra_manifests!r}")
-        if repeated := sorted({m for m in self.extra_manifests if self.extra_manifests.count(m) > 1}):
+        for name in ("extra_manifests", "renders"):
+            paths = getattr(self, name)
+            if not isinstance(paths, list) or not all(isinstance(m, str) for m in paths):
+                raise ValueError(f"{name} must be a list of manifest paths, got {paths!r}")
+        named = [self.manifest, *self.extra_manifests, *self.renders]
+        if repeated := sorted({m for m in named if named.count(m) > 1}):
             # Named twice, its videos would silently count twice.
-            raise ValueError(f"extra_manifests names {', '.join(repeated)} more than once")
+            raise ValueError(f"manifest, extra_manifests and renders name {', '.join(repeated)} more than once")
         for name in ("batch_size", "grad_accum", "save_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.manifest import check_disjoint, held_out, load_manifest
+from ..data.manifest import check_disjoint, check_same_study, held_out, load_manifest
 from ..model import factory
 from .config import TrainConfig
 from .data import ManifestData
@@ -52,14 +52,21 @@ class StageRecipe:
         return self.export()
 
     def setup_data(self) -> None:
-        """The training records: the manifest minus its held-out fold or split, plus any extra
-        studies, less those the stage cannot train on; the questions; the run's length in steps."""
+        """The training records: the manifest minus its held-out fold or split, plus the other renders
+        of its training heads and any extra studies, less those the stage cannot train on; the
+        questions; the run's length in steps."""
         config = self.config
         self.ds_config = _deepspeed_config(self.deepspeed_path, config)  # its errors too come before a model load
         self.out_dir.mkdir(parents=True, exist_ok=True)
         all_records = load_manifest(config.manifest)
         out = held_out(all_records, config.manifest, config.fold, config.split)
         records = [r for r, test in zip(all_records, out) if not test]
+        tested = {r.id for r, test in zip(all_records, out) if test}
+        for path in config.renders:
+            # Another render of the same heads: a held-out head's renders all stay out.
+            render = load_manifest(path)
+            check_same_study(config.manifest, all_records, path, render)
+            records += [r for r in render if r.id not in tested]
         if config.extra_manifests:
             extra = {path: load_manifest(path) for path in config.extra_manifests}
             check_disjoint(config.manifest, all_records, extra)  # else the held-out records could leak in
