@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..eval.evaluate import render_agreement
 from ..labels import DIMENSIONS
 from ..provenance import git_commit
 
@@ -113,10 +114,7 @@ def measure(assessor, raws: dict[str, Path]) -> dict:
             "mos": {i: {d: mos[(i, d)] for d in DIMENSIONS} for i in ids},
         }
     ids = sorted(set(scores[a]) & set(scores[b]))
-    between = {d: {"srcc": float(spearmanr([scores[a][i][d] for i in ids], [scores[b][i][d] for i in ids])[0]),
-                   "mean_shift": float(np.mean([scores[b][i][d] - scores[a][i][d] for i in ids]))}
-               for d in DIMENSIONS}
-    return {"protocols": per_protocol, "between": between, "scores": scores, "ids": ids}
+    return {"protocols": per_protocol, "between": render_agreement(scores[a], scores[b]), "scores": scores, "ids": ids}
 
 
 def measure_photos(assessor, photo: Path = PHOTO) -> list[dict]:
