@@ -44,14 +44,20 @@ def prepared_manifest(synthetic_raw, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def other_render(tmp_path_factory):
-    """The same 40 heads rendered at another protocol (128 px, 6 fps, 3 s), prepared the same way."""
-    from lmmeval.data.prepare import prepare
+def other_render_raw(tmp_path_factory):
+    """The same 40 heads rendered at another protocol (128 px, 6 fps, 3 s)."""
     from lmmeval.synth import SynthConfig, synthesize
 
     protocol = dict(size=128, fps=6, seconds=3.0)
-    raw = synthesize(tmp_path_factory.mktemp("raw128"), SynthConfig(**(SMALL_SET | protocol)), progress=False)
-    return prepare(raw, tmp_path_factory.mktemp("prepared128"), progress=False)
+    return synthesize(tmp_path_factory.mktemp("raw128"), SynthConfig(**(SMALL_SET | protocol)), progress=False)
+
+
+@pytest.fixture(scope="session")
+def other_render(other_render_raw, tmp_path_factory):
+    """``other_render_raw`` prepared the way ``prepared_manifest`` is."""
+    from lmmeval.data.prepare import prepare
+
+    return prepare(other_render_raw, tmp_path_factory.mktemp("prepared128"), progress=False)
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,10 @@ r"""Can a user trust a checkpoint's output? Two measurements, rerunnable:
 
 1. **Render protocol.** One synthetic study (the same heads) rendered twice: at the protocol the
    demo checkpoint was trained on (112x112, 8 fps, 2 s) and at the paper's (512x512, 60 fps, 4 s).
-   The simulated ratings of the two renders are not quite the same: ``lmmeval synth`` draws a head's
-   latent-score noise after its frames' grain, so heads with image-space effects get different
-   latent scores at another protocol (and the study-wide normalisation moves every MOS a little);
-   each protocol is therefore scored against its own study's MOS. Per protocol: SRCC of the
-   predicted scores with that MOS and the
-   share of inputs flagged out of distribution; between the two: the SRCC of one head's two scores
-   and the mean shift.
+   A head has the same latent scores in both (checked), so both studies simulate the same ratings;
+   each protocol is still scored against its own study's MOS. Per protocol: SRCC of the predicted
+   scores with that MOS and the share of inputs flagged out of distribution; between the two: the
+   SRCC of one head's two scores and the mean shift.
 2. **Real photographs.** A real photograph of a face (lmmeval/assets/real_photo/face.jpg) clean, blurred,
    noisy, over-exposed and pixelated: the scores, levels, distortions and out-of-distribution flags.
 
@@ -83,13 +80,13 @@ def _study_scores(assessor, raw: Path) -> dict:
 
 
 def _heads(raw: Path) -> dict:
-    """What makes a study's heads (content, distortions, internal resolution, detail), per video: equal
-    for two renders of one study. The simulated ratings can differ a little between them: a grainy
-    generator's noise is drawn per pixel and frame, before the latent scores, from the same stream."""
+    """What makes a study's heads (content, distortions, internal resolution, detail, latent scores),
+    per video: equal for two renders of one study. (Studies rendered before `lmmeval synth` drew the
+    latent scores ahead of the frames' grain differ in the grainy heads' latent scores: render again.)"""
     from ..data.manifest import read_jsonl
 
     return {t["video"]: (t["content_seed"], [(d["type"], d["severity"], d["centre"]) for d in t["distortions"]],
-                         t["render_scale"], t["detail"]) for _, t in read_jsonl(raw / "truth.jsonl")}
+                         t["render_scale"], t["detail"], t["latent"]) for _, t in read_jsonl(raw / "truth.jsonl")}
 
 
 def measure(assessor, raws: dict[str, Path]) -> dict:
@@ -99,7 +96,8 @@ def measure(assessor, raws: dict[str, Path]) -> dict:
 
     a, b = list(raws)
     if _heads(raws[a]) != _heads(raws[b]):  # before scoring: two studies of other heads compare nothing
-        raise ValueError(f"{raws[a]} and {raws[b]} do not hold the same heads: render both with the same n and seed")
+        raise ValueError(f"{raws[a]} and {raws[b]} do not hold the same heads: render both with the "
+                         "same n and seed, by the same version of `lmmeval synth` (remove an older study from --work)")
     per_protocol, scores = {}, {}
     for name, raw in raws.items():
         mos = compute_mos(raw / "ratings.csv")

@@ -111,10 +111,10 @@ def render_sample(index: int, config: SynthConfig, out_dir: Path) -> dict:
             visible = d["type"] == BLUR or is_visible(head.prims, cam, np.array(d["centre"]))
             x, y, _ = cam.project(np.array(d["centre"]))
             d["views"][str(view)] = [round(x, 2), round(y, 2)] if visible else None
-    # Known defect, kept until the benchmark is next regenerated (docs/results.md): the grain below
-    # draws from `rng` before latent_scores does, so a head with image-space effects gets other
-    # latent scores at another size, fps or duration. The fix (its own stream for that noise)
-    # changes every study's MOS.
+    # The latent scores before any frame: the frames' grain draws from `rng` as many values as
+    # the render has pixels, so drawn after it, one head's scores would change with the render's
+    # size, fps or duration (which they did before this order was fixed).
+    latent = latent_scores(distortions, profile, render_scale, detail, rng)
     frames = np.stack([_frame(head, az, config.size, render_scale, detail, rng, config.grain_size)
                        for az in orbit_azimuths(config.num_frames, config.sweep_deg)])
     write_video(out_dir / "videos" / f"{video_id}.mp4", frames, config.fps)
@@ -122,7 +122,7 @@ def render_sample(index: int, config: SynthConfig, out_dir: Path) -> dict:
         Image.fromarray(_frame(head, view, config.size, render_scale, detail, rng, config.grain_size)).save(out_dir / "snapshots" / f"{video_id}_{view}.png")
     return {"video": video_id, "generator": profile.name, "content_seed": content_seed, "distortions": applied,
             "render_scale": round(render_scale, 4), "detail": round(detail, 4),
-            "latent": latent_scores(distortions, profile, render_scale, detail, rng)}
+            "latent": latent}
 
 
 def synthesize(out_dir: str | Path, config: SynthConfig = SynthConfig(), progress: bool = True) -> Path:
