@@ -43,6 +43,9 @@ def test_manifest_fields_and_relative_paths(prepared_manifest, records):
     # What is read back is what was written: each line is its record's to_json().
     lines = [json.loads(line) for line in prepared_manifest.read_text().splitlines()]
     assert [r.to_json() for r in records] == lines
+    # The settings that made it travel with it (the saliency sigma is not in any record).
+    summary = json.loads((prepared_manifest.parent / "summary.json").read_text())
+    assert summary["prepare"] == {"folds": 5, "seed": 0, "min_votes": 1, "sigma": 5.0, "sweep_deg": 180.0}
 
 
 def test_levels_follow_eq4_over_the_whole_set(records):

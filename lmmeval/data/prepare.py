@@ -15,6 +15,7 @@ Output folder:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -186,6 +187,7 @@ def prepare(raw_dir: str | Path, out_dir: str | Path, config: PrepareConfig = Pr
     write_manifest(manifest_path, records)
     summary = summarize(records)
     summary["rejected_subjects"] = mos.rejected
+    summary["prepare"] = dataclasses.asdict(config)  # how the folds, categories and maps were made
     if (raw_dir / "synth_config.json").is_file():
         # A synthetic study's render settings, seed included: the same seed renders the same heads,
         # which is how stage 0 tells that a corpus overlaps a held-out study whatever the file bytes.
