@@ -120,7 +120,7 @@ def _add_render_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
 def _stats(args: argparse.Namespace) -> int:
     from .data.stats import dataset_report
 
-    print(dataset_report(args.manifest, truth_path=args.truth, check=not args.no_check))
+    print(dataset_report(args.manifest, truth_path=args.truth, check=not args.no_check, input_size=args.input_size))
     return 0
 
 
@@ -326,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest", help="manifest.jsonl written by `lmmeval prepare`")
     p.add_argument("--truth", help="truth.jsonl of a synthetic set: also check MOS against the latent scores")
     p.add_argument("--no-check", action="store_true", help="skip the checks that decode videos")
+    p.add_argument("--input-size", type=int, metavar="PX",
+                   help="measure sharpness on frames shrunk to at most PX pixels a side, as a model with that "
+                        "budget sees them (e.g. 112 for the tiny preset)")
     p.set_defaults(func=_stats)
 
     p = sub.add_parser("score", help="score videos and images: quality, authenticity, levels, distortions, saliency",

@@ -173,6 +173,28 @@ def test_marks_outside_the_frame_name_file_line_and_field(tmp_path, synthetic_ra
         prepare(raw, tmp_path / "out", progress=False)
 
 
+def test_shrink_keeps_the_aspect_and_averages_away_detail_finer_than_the_budget():
+    """A 1-px checkerboard is all edges at 64 px and a near-flat grey once shrunk to 16 px (the
+    resize filter averages each 4 x 4 block); a slow ramp keeps its (small) sharpness."""
+    from lmmeval.data.stats import sharpness, shrink
+
+    y, x = np.mgrid[:64, :64]
+    checker = np.repeat((((x + y) % 2) * 255).astype(np.uint8)[None, ..., None], 3, axis=-1)  # (1, 64, 64, 3)
+    assert shrink(checker, 16).shape == (1, 16, 16, 3) and shrink(checker, 64) is checker
+    assert sharpness(shrink(checker, 16)) < 0.01 * sharpness(checker)
+    wide = np.zeros((2, 40, 80, 3), np.uint8)
+    assert shrink(wide, 16).shape == (2, 8, 16, 3)  # longer side to 16, aspect kept
+
+
+def test_cli_stats_at_a_models_input_size(prepared_manifest, capsys):
+    assert main(["stats", str(prepared_manifest), "--input-size", "56"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("generator"))
+    assert "frames shrunk to at most 56 px" in out and header.split()[-1] == "sharpness"
+    assert main(["stats", str(prepared_manifest), "--input-size", "4"]) == 2
+    assert "input_size must be at least 8 pixels, got 4" in capsys.readouterr().err
+
+
 def test_cli_prepare_errors_exit_2_with_message(tmp_path, capsys):
     assert main(["prepare", str(tmp_path / "nope"), str(tmp_path / "out")]) == 2
     assert "ratings.csv: missing" in capsys.readouterr().err

@@ -27,17 +27,39 @@ def sharpness(frames: np.ndarray) -> float:
     return float(np.mean([laplace(g).var() for g in grey]))
 
 
-def learnability(records: list[Record], frames_per_video: int = 4, truth_path: str | Path | None = None) -> dict:
-    """SRCC of the sharpness statistic with each MOS, and of MOS with the latent truth if given."""
+def shrink(frames: np.ndarray, size: int) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8 with the longer side brought down to ``size`` (aspect kept; bicubic,
+    as the model's loader resizes): what a model with that pixel budget sees. Smaller frames are kept."""
+    from PIL import Image
+
+    h, w = frames.shape[1:3]
+    if max(h, w) <= size:
+        return frames
+    scale = size / max(h, w)
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.stack([np.asarray(Image.fromarray(f).resize(new, Image.BICUBIC)) for f in frames])
+
+
+def learnability(records: list[Record], frames_per_video: int = 4, truth_path: str | Path | None = None,
+                 input_size: int | None = None) -> dict:
+    """SRCC of the sharpness statistic with each MOS, and of MOS with the latent truth if given.
+    ``input_size``: measure sharpness on frames shrunk to that size (``shrink``), as a model with
+    that budget sees them. ``sharpness_by_generator``: the statistic's mean per generator."""
     from ..eval.metrics import srcc
     from ..io.media import read_video, video_info
 
+    if input_size is not None and input_size < 8:
+        raise ValueError(f"input_size must be at least 8 pixels, got {input_size}")
     values = []
     for r in records:
         frames = r.num_frames or video_info(r.video_path)["num_frames"]
         idx = np.linspace(0, frames - 1, frames_per_video).round().astype(int).tolist()
-        values.append(sharpness(read_video(r.video_path, idx)[0]))
+        decoded = read_video(r.video_path, idx)[0]
+        values.append(sharpness(shrink(decoded, input_size) if input_size else decoded))
     out = {f"srcc_sharpness_{dim}": srcc(values, [r.mos[dim] for r in records]) for dim in DIMENSIONS}
+    gens = sorted({r.generator for r in records if r.generator is not None})
+    out["sharpness_by_generator"] = {g: float(np.mean([v for v, r in zip(values, records) if r.generator == g]))
+                                     for g in gens}
     if truth_path is not None:
         latent = {}
         with open(truth_path) as f:
@@ -80,9 +102,14 @@ def format_report(summary: dict, checks: dict | None = None) -> str:
         levels = ", ".join(f"{k} {v}" for k, v in summary[f"levels_{dim}"].items())
         lines.append(f"MOS {dim:<12} mean {m['mean']:5.1f}  std {m['std']:4.1f}  range [{m['min']:.1f}, {m['max']:.1f}]   levels: {levels}")
     lines.append("")
-    lines.append(f"{'generator':<26}{'videos':>7}{'quality':>9}{'authent.':>10}")
+    checks = dict(checks or {})
+    sharp = checks.pop("sharpness_by_generator", {})  # (x 1e4: the variance of a [0, 1] image's Laplacian is small)
+    lines.append(f"{'generator':<26}{'videos':>7}{'quality':>9}{'authent.':>10}" + (f"{'sharpness':>11}" if sharp else ""))
     for g, v in summary["generators"].items():
-        lines.append(f"{g:<26}{v['videos']:>7}{v['quality']:>9.1f}{v['authenticity']:>10.1f}")
+        lines.append(f"{g:<26}{v['videos']:>7}{v['quality']:>9.1f}{v['authenticity']:>10.1f}"
+                     + (f"{1e4 * sharp[g]:>11.1f}" if g in sharp else ""))
+    if sharp:
+        lines.append("(sharpness: mean variance of the Laplacian x 1e4, the statistic of the learnability checks)")
     lines.append("")
     lines.append("distortion categories (videos):" + (f" {summary['categories_not_labelled']} not labelled"
                                                        if summary.get("categories_not_labelled") else ""))
@@ -98,8 +125,13 @@ def format_report(summary: dict, checks: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def dataset_report(manifest: str | Path, truth_path: str | Path | None = None, check: bool = True) -> str:
+def dataset_report(manifest: str | Path, truth_path: str | Path | None = None, check: bool = True,
+                   input_size: int | None = None) -> str:
     records = load_manifest(manifest)
     summary_path = Path(manifest).parent / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else summarize(records)
-    return format_report(summary, learnability(records, truth_path=truth_path) if check else None)
+    checks = learnability(records, truth_path=truth_path, input_size=input_size) if check else None
+    report = format_report(summary, checks)
+    if checks and input_size:
+        report += f"\n(sharpness measured on frames shrunk to at most {input_size} px, bicubic)"
+    return report
