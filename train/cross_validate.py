@@ -27,10 +27,11 @@ disjoint from --manifest: another synth seed), e.g. stage 0's corpus:
 --renders names the same study rendered at other protocols (`lmmeval synth` with the same --seed,
 another --size/--fps/--seconds, prepared with the same --folds): every stage also trains on the
 training heads' renders, and each fold is tested on its held-out heads' renders as well, with the
-agreement between a head's two scores (what `make cv` does with a 512-px render):
+agreement between a head's two scores (what `make cv-renders` runs):
 
     python train/cross_validate.py --manifest runs/cv/prepared/manifest.jsonl --steps 1000 \
-        --base runs/pretrain/base --renders runs/cv512/prepared/manifest.jsonl
+        --base runs/pretrain/base --renders runs/cv512/prepared/manifest.jsonl \
+        --work runs/cv_renders --results docs/results_cv_renders.md
 """
 
 import argparse
