@@ -160,13 +160,6 @@ def clip_duration(timestamps: np.ndarray) -> float:
     return float(timestamps[-1] - timestamps[0] + np.median(np.diff(timestamps)))
 
 
-def sample_times(timestamps: np.ndarray, sampling: SamplingConfig, geometry: PatchGeometry) -> np.ndarray:
-    """Sampling times (s) of a clip whose frames start at ``timestamps``: ``sample_count`` of them,
-    uniform from the first frame's start to the last's."""
-    n = sample_count(clip_duration(timestamps), sampling, geometry)
-    return np.linspace(float(timestamps[0]), float(timestamps[-1]), n)
-
-
 def nearest_frames(timestamps: np.ndarray, times: np.ndarray) -> list[int]:
     """Index of the frame shown at each time (nearest start timestamp): variable frame rates
     are sampled uniformly in time, not in frame count."""
@@ -224,9 +217,10 @@ def _read_sampled_video(path: Path, sampling: SamplingConfig, geometry: PatchGeo
             frames, timestamps, rotation = _decode_with_pyav(path, decord_error)
             if rotation:
                 notes.append(f"rotated {rotation} deg (display metadata)")
-    times = sample_times(timestamps, sampling, geometry)
-    indices = nearest_frames(timestamps, times)
     duration = clip_duration(timestamps)
+    # sample_count of them, uniform from the first frame's start to the last's.
+    times = np.linspace(float(timestamps[0]), float(timestamps[-1]), sample_count(duration, sampling, geometry))
+    indices = nearest_frames(timestamps, times)
     if int(round(duration * sampling.fps)) > sampling.max_frames:
         notes.append(f"frame cap: {len(timestamps)} frames ({duration:.1f} s) sampled to {len(indices)}")
     if len(timestamps) == 1:
@@ -319,8 +313,8 @@ def _from_array(arr: np.ndarray, sample: _Sampler) -> Visual:
     # clip repeats frames rather than giving the model fewer than it was trained on.
     sampling = sample.sampling
     t = arr.shape[0]
-    n = max(sampling.min_frames, min(sampling.max_frames, t))
-    indices = np.linspace(0, t - 1, n - n % sample.geometry.temporal_patch_size).round().astype(int).tolist()
+    n = sample_count(t / sampling.fps, sampling, sample.geometry)  # t frames, sampling.fps apart
+    indices = np.linspace(0, t - 1, n).round().astype(int).tolist()
     notes = [f"frame cap: {t} frames sampled to {len(indices)}"] if t > sampling.max_frames else []
     return sample.finish(arr[indices], "<array>", False, indices, sampling.fps, notes)
 

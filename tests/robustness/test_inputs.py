@@ -155,7 +155,7 @@ def test_arrays_of_wrong_shape_or_range(tiny_assessor, array, message):
     (20, [0, 3, 5, 8, 11, 14, 16, 19]),  # capped at max_frames=8, spread over the clip
 ])
 def test_array_videos_follow_the_file_frame_count_rule(frames, expected):
-    """In-memory videos get the count sample_times gives files: within [min, max] and even."""
+    """In-memory videos get the count sample_count gives files: within [min, max] and even."""
     from lmmeval.io.media import load_visual
     from lmmeval.model.configuration import SamplingConfig
     from lmmeval.model.presets import geometry
