@@ -479,6 +479,27 @@ def test_cross_validation_stage_overrides_are_checked_before_any_fold(prepared_m
     assert not (tmp_path / "work").exists()  # nothing trained
 
 
+def test_cross_validation_script_reports_bad_arguments_as_usage_errors(prepared_manifest, tmp_path):
+    """train/cross_validate.py checks every argument before training: each mistake is one usage
+    line naming what is wrong (exit status 2), not a traceback, and no fold has started."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    missing = prepared_manifest.parent / "none.jsonl"
+    for extra, message in ((["--renders", str(prepared_manifest)], "more than once"),
+                           (["--extra-train", str(missing)], f"{missing}: no such manifest"),
+                           (["--base", str(tmp_path / "no_base")], "no_base: not a folder"),
+                           (["--set", "2.pairwise_wieght=0.5"], "pairwise_wieght"),
+                           (["--folds", "3"], r"its folds are [0, 1, 2, 3, 4], not 0..2")):
+        done = subprocess.run([sys.executable, "train/cross_validate.py", "--manifest", str(prepared_manifest),
+                               "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results.md"),
+                               "--steps", "1", *extra], capture_output=True, text=True, timeout=300, cwd=root)
+        assert done.returncode == 2, (extra, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr, (extra, done.stderr)
+    assert not (tmp_path / "work").exists()  # nothing trained
+
+
 def test_cross_validation_table_is_mean_and_population_std_over_folds():
     """Hand-worked: folds at 0.8 and 0.9 are 0.850 ± 0.050 (numpy.std, population form); a fold
     where a number is undefined (a constant prediction) is counted in the cell, not dropped silently."""

@@ -37,7 +37,7 @@ agreement between a head's two scores (what `make cv-renders` runs):
 import argparse
 import sys
 
-from lmmeval.experiments.crossval import cross_validate, stage_overrides_from
+from lmmeval.experiments.crossval import plan_cross_validation, run_cross_validation, stage_overrides_from
 
 
 def main() -> int:
@@ -63,15 +63,16 @@ def main() -> int:
                         help="the same study rendered at other protocols (same synth --seed, same prepare "
                              "--folds): trained on for the training heads, tested on for the held-out ones")
     args = parser.parse_args()
+    # Every argument is read and checked before the first fold trains; a mistake there is a usage
+    # error. What fails later (hours into training) keeps its traceback.
     try:
-        stage_overrides = stage_overrides_from(args.set)
-    except ValueError as err:
+        plan = plan_cross_validation(args.manifest, folds=args.folds, configs=args.configs,
+                                     stage_overrides=stage_overrides_from(args.set), extra_train=args.extra_train,
+                                     renders=args.renders, base=args.base, results_md=args.results)
+    except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     command = "python train/cross_validate.py " + " ".join(sys.argv[1:])
-    out = cross_validate(args.manifest, args.work, folds=args.folds, configs=args.configs, steps=args.steps,
-                         results_md=args.results,
-                         command=command.strip(), base=args.base, stage_overrides=stage_overrides,
-                         extra_train=args.extra_train, renders=args.renders)
+    out = run_cross_validation(plan, args.work, steps=args.steps, command=command.strip())
     print(out["table"])
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -155,20 +156,28 @@ def table(folds: list[dict], assessor_label: str = "LMME3DHF, tiny preset") -> s
     return "\n".join(lines)
 
 
-def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, configs: list[str] | None = None,
-                   deepspeed: str | None = "configs/deepspeed/zero2.json", steps: int | None = None,
-                   baseline: BaselineConfig = BaselineConfig(), results_md: str | Path | None = None,
-                   command: str = "", base: str | Path | None = None,
-                   stage_overrides: dict[int, dict] | None = None, extra_train: list[str] | None = None,
-                   renders: list[str] | None = None) -> dict:
-    """``base`` replaces stage 1's base (e.g. the tiny base with stage 0's pretrained vision tower).
-    ``stage_overrides`` ({stage: {key: value}}) change the stage configs for every fold: ablations
-    such as {2: {"pairwise_weight": 0.5}}. ``extra_train``: more studies (manifests) that every
-    stage of every fold also trains on whole, e.g. stage 0's corpus; they must be disjoint from
-    ``manifest``. ``renders``: the same study rendered at other protocols (`lmmeval synth` with its
-    seed, prepared with its folds): every stage trains on the training heads' renders too, and each
-    fold is also tested on its held-out heads' renders (robustness to the render protocol). The
-    baseline keeps to each fold's training videos of ``manifest``."""
+@dataclass(frozen=True)
+class CrossValidationPlan:
+    """A cross-validation's inputs, read and checked before the first fold trains (a mistake
+    should surface in a second, not an hour in)."""
+    manifest: Path
+    records: list[Record]
+    folds: int
+    configs: list[Path]
+    stage_overrides: dict[int, dict]
+    extra_train: list[str]
+    n_extra: int                           # videos in the extra_train studies, for the table's label
+    renders: dict[str, list[Record]]       # {manifest: records} of the study at other protocols
+    base: Path | None                      # stage 1's base in place of the config's
+    results_md: Path | None                # the table; its per-fold JSON goes next to it
+
+
+def plan_cross_validation(manifest: str | Path, folds: int = 5, configs: list[str] | None = None,
+                          stage_overrides: dict[int, dict] | None = None, extra_train: list[str] | None = None,
+                          renders: list[str] | None = None, base: str | Path | None = None,
+                          results_md: str | Path | None = None) -> CrossValidationPlan:
+    """Read the manifests and check every argument of ``cross_validate`` (same meanings); raises
+    ValueError (or FileNotFoundError) naming the argument or file at fault."""
     configs = [Path(c) for c in (configs or DEFAULT_CONFIGS)]
     if len(configs) != 3:
         raise ValueError(f"cross-validation runs the three stages: give three stage configs, got {len(configs)}")
@@ -181,7 +190,9 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
         if "base" in keys:  # it would silently win over `base`, which names the run in the table
             raise ValueError(f"stage {stage} override sets 'base': pass it as the base argument (--base)")
         load_train_config(configs[stage - 1], keys)  # unknown keys and bad values fail now, not in fold 1
-    manifest, work = Path(manifest), Path(work)
+    if base is not None and not Path(base).is_dir():
+        raise ValueError(f"base {base}: not a folder (a Qwen2.5-VL base, e.g. train/stage0_vision.py's --out)")
+    manifest = Path(manifest)
     records = load_manifest(manifest)
     present = sorted({r.fold for r in records})
     if present != list(range(folds)):
@@ -196,15 +207,46 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     render_records = {path: load_manifest(path) for path in renders}
     for path, others in render_records.items():
         check_same_study(manifest, records, path, others)
-    n_extra = sum(len(r) for r in extra_records.values())
     if results_md:  # made now: a folder that cannot be made should fail before the folds, not after
         Path(results_md).parent.mkdir(parents=True, exist_ok=True)
+    return CrossValidationPlan(manifest, records, folds, configs, stage_overrides, extra_train,
+                               sum(len(r) for r in extra_records.values()), render_records,
+                               Path(base) if base is not None else None,
+                               Path(results_md) if results_md else None)
+
+
+def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, configs: list[str] | None = None,
+                   deepspeed: str | None = "configs/deepspeed/zero2.json", steps: int | None = None,
+                   baseline: BaselineConfig = BaselineConfig(), results_md: str | Path | None = None,
+                   command: str = "", base: str | Path | None = None,
+                   stage_overrides: dict[int, dict] | None = None, extra_train: list[str] | None = None,
+                   renders: list[str] | None = None) -> dict:
+    """``base`` replaces stage 1's base (e.g. the tiny base with stage 0's pretrained vision tower).
+    ``stage_overrides`` ({stage: {key: value}}) change the stage configs for every fold: ablations
+    such as {2: {"pairwise_weight": 0.5}}. ``extra_train``: more studies (manifests) that every
+    stage of every fold also trains on whole, e.g. stage 0's corpus; they must be disjoint from
+    ``manifest``. ``renders``: the same study rendered at other protocols (`lmmeval synth` with its
+    seed, prepared with its folds): every stage trains on the training heads' renders too, and each
+    fold is also tested on its held-out heads' renders (robustness to the render protocol). The
+    baseline keeps to each fold's training videos of ``manifest``."""
+    plan = plan_cross_validation(manifest, folds, configs, stage_overrides, extra_train, renders, base, results_md)
+    return run_cross_validation(plan, work, deepspeed, steps, baseline, command)
+
+
+def run_cross_validation(plan: CrossValidationPlan, work: str | Path,
+                         deepspeed: str | None = "configs/deepspeed/zero2.json", steps: int | None = None,
+                         baseline: BaselineConfig = BaselineConfig(), command: str = "") -> dict:
+    """Train and evaluate every fold of a checked ``plan`` (``cross_validate`` has the arguments)."""
+    manifest, records, folds, configs = plan.manifest, plan.records, plan.folds, plan.configs
+    stage_overrides, extra_train, n_extra, renders = plan.stage_overrides, plan.extra_train, plan.n_extra, plan.renders
+    base, results_md = plan.base, plan.results_md
+    work = Path(work)
     start, commit = time.time(), git_commit()
     results = []
     for k in range(folds):
         print(f"fold {k + 1}/{folds}", flush=True)
         result = run_fold(manifest, records, k, work / f"fold{k}", configs, deepspeed, steps, baseline, base,
-                          stage_overrides, extra_train, render_records)
+                          stage_overrides, extra_train, renders)
         result["assessor"].pop("predictions", None)
         # Each fold's numbers as soon as it is done (a full run takes the better part of an hour).
         (work / f"fold{k}" / "result.json").write_text(json.dumps(result, indent=2))
@@ -217,7 +259,7 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
         label += f", + the training heads' renders in {' + '.join(renders)}"
     label += "".join(f", {stage}.{k}={v}" for stage, keys in sorted(stage_overrides.items()) for k, v in keys.items())
     out = {"folds": results, "table": table(results, label), "base": str(base) if base else None,
-           "extra_train": extra_train, "renders": renders,
+           "extra_train": extra_train, "renders": list(renders),
            "minutes": (time.time() - start) / 60, "command": command, "commit": commit}
     work.mkdir(parents=True, exist_ok=True)
     (work / "results.json").write_text(json.dumps(out, indent=2))
