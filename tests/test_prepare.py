@@ -116,12 +116,16 @@ def test_view_to_frame_hand_worked():
 
 
 def test_the_synthetic_set_is_learnable(records, synthetic_raw):
-    checks = learnability(records, truth_path=synthetic_raw / "truth.jsonl")
+    learnt = learnability(records, truth_path=synthetic_raw / "truth.jsonl")
+    checks = learnt.checks
     # A hand-made blur statistic already ranks quality, and far less so authenticity.
     assert checks["srcc_sharpness_quality"] > 0.4
     assert checks["srcc_sharpness_quality"] > checks["srcc_sharpness_authenticity"] + 0.3
     # The MOS from the simulated raters reproduces the simulator's latent scores.
     assert checks["srcc_mos_latent_quality"] > 0.95 and checks["srcc_mos_latent_authenticity"] > 0.95
+    # The per-generator means are the statistic's, one per generator present, apart from the checks.
+    assert set(learnt.sharpness_by_generator) == {r.generator for r in records}
+    assert not any(key.startswith("sharpness") for key in checks)
 
 
 def test_manifest_path_escaping_its_folder_is_refused(tmp_path, prepared_manifest):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +41,18 @@ def shrink(frames: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize(new, Image.BICUBIC)) for f in frames])
 
 
+@dataclass(frozen=True)
+class Learnability:
+    """``learnability``'s result."""
+    checks: dict[str, float]                  # {"srcc_sharpness_quality": ..., "srcc_mos_latent_quality": ...}
+    sharpness_by_generator: dict[str, float]  # the sharpness statistic's mean per generator
+
+
 def learnability(records: list[Record], frames_per_video: int = 4, truth_path: str | Path | None = None,
-                 input_size: int | None = None) -> dict:
-    """SRCC of the sharpness statistic with each MOS, and of MOS with the latent truth if given.
-    ``input_size``: measure sharpness on frames shrunk to that size (``shrink``), as a model with
-    that budget sees them. ``sharpness_by_generator``: the statistic's mean per generator."""
+                 input_size: int | None = None) -> Learnability:
+    """SRCC of the sharpness statistic with each MOS, and of MOS with the latent truth if given
+    (``checks``), and the statistic's mean per generator. ``input_size``: measure sharpness on
+    frames shrunk to that size (``shrink``), as a model with that budget sees them."""
     from ..eval.metrics import srcc
     from ..io.media import read_video, video_info
 
@@ -56,10 +64,9 @@ def learnability(records: list[Record], frames_per_video: int = 4, truth_path: s
         idx = np.linspace(0, frames - 1, frames_per_video).round().astype(int).tolist()
         decoded = read_video(r.video_path, idx)[0]
         values.append(sharpness(shrink(decoded, input_size) if input_size else decoded))
-    out = {f"srcc_sharpness_{dim}": srcc(values, [r.mos[dim] for r in records]) for dim in DIMENSIONS}
+    checks = {f"srcc_sharpness_{dim}": srcc(values, [r.mos[dim] for r in records]) for dim in DIMENSIONS}
     gens = sorted({r.generator for r in records if r.generator is not None})
-    out["sharpness_by_generator"] = {g: float(np.mean([v for v, r in zip(values, records) if r.generator == g]))
-                                     for g in gens}
+    by_generator = {g: float(np.mean([v for v, r in zip(values, records) if r.generator == g])) for g in gens}
     if truth_path is not None:
         latent = {}
         with open(truth_path) as f:
@@ -67,8 +74,8 @@ def learnability(records: list[Record], frames_per_video: int = 4, truth_path: s
                 t = json.loads(line)
                 latent[t["video"]] = t["latent"]
         for dim in DIMENSIONS:
-            out[f"srcc_mos_latent_{dim}"] = srcc([r.mos[dim] for r in records], [latent[r.id][dim] for r in records])
-    return out
+            checks[f"srcc_mos_latent_{dim}"] = srcc([r.mos[dim] for r in records], [latent[r.id][dim] for r in records])
+    return Learnability(checks, by_generator)
 
 
 def summarize(records: list[Record]) -> dict:
@@ -94,16 +101,16 @@ def summarize(records: list[Record]) -> dict:
     return out
 
 
-def format_report(summary: dict, checks: dict | None = None) -> str:
-    """A plain-text report of ``summarize`` output (and learnability checks) for the terminal."""
+def format_report(summary: dict, learnt: Learnability | None = None) -> str:
+    """A plain-text report of ``summarize`` output (and the learnability checks) for the terminal."""
     lines = [f"videos: {summary['videos']}   folds: {summary['folds']}"]
     for dim in DIMENSIONS:
         m = summary[f"mos_{dim}"]
         levels = ", ".join(f"{k} {v}" for k, v in summary[f"levels_{dim}"].items())
         lines.append(f"MOS {dim:<12} mean {m['mean']:5.1f}  std {m['std']:4.1f}  range [{m['min']:.1f}, {m['max']:.1f}]   levels: {levels}")
     lines.append("")
-    checks = dict(checks or {})
-    sharp = checks.pop("sharpness_by_generator", {})  # (x 1e4: the variance of a [0, 1] image's Laplacian is small)
+    checks = learnt.checks if learnt else {}
+    sharp = learnt.sharpness_by_generator if learnt else {}  # (x 1e4 below: a [0, 1] image's Laplacian varies little)
     lines.append(f"{'generator':<26}{'videos':>7}{'quality':>9}{'authent.':>10}" + (f"{'sharpness':>11}" if sharp else ""))
     for g, v in summary["generators"].items():
         lines.append(f"{g:<26}{v['videos']:>7}{v['quality']:>9.1f}{v['authenticity']:>10.1f}"
@@ -130,8 +137,8 @@ def dataset_report(manifest: str | Path, truth_path: str | Path | None = None, c
     records = load_manifest(manifest)
     summary_path = Path(manifest).parent / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else summarize(records)
-    checks = learnability(records, truth_path=truth_path, input_size=input_size) if check else None
-    report = format_report(summary, checks)
-    if checks and input_size:
+    learnt = learnability(records, truth_path=truth_path, input_size=input_size) if check else None
+    report = format_report(summary, learnt)
+    if learnt and input_size:
         report += f"\n(sharpness measured on frames shrunk to at most {input_size} px, bicubic)"
     return report
