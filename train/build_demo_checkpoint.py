@@ -1,8 +1,9 @@
 r"""Train the embedded demo checkpoint end to end (what `make demo-checkpoint` runs).
 
 1. render a synthetic training study (seed 0) and prepare it, or take --manifest (`make
-   demo-checkpoint` passes the cross-validation study, which is that same render) and --renders
-   (the same study at other protocols: `make demo-checkpoint` passes its 512-px render);
+   demo-checkpoint` passes the cross-validation study, which is that same render) and optionally
+   --renders (the same study at other protocols, e.g. `make cv-renders`' 512-px render; `make
+   demo-checkpoint` passes none, docs/results.md says why);
 2. run the three stage scripts (tiny preset, configs/tiny/*.yaml, DeepSpeed ZeRO-2), stage 1
    starting from --base: by default the tiny base whose vision tower stage 0 pretrained
    (`make pretrain`), since the random tower learns next to nothing (docs/results.md);
