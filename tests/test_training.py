@@ -448,6 +448,31 @@ def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manife
     row = [line for line in out["table"].splitlines() if line.startswith(f"| `{render}` |")]
     assert len(row) == 1 and len(row[0].split("|")) == 9  # 7 numeric cells
     assert "; stages 1-3 also train on the training heads' renders in" in text
+    # Scored again after the run (what render_transfer gives a one-render run): the same models on the
+    # same videos reproduce the run's own numbers, at both protocols and between them.
+    from lmmeval.experiments import render_transfer
+
+    assert render_transfer.main(["--cv-work", str(tmp_path / "work"), "--manifest", str(manifest), "--renders",
+                                 str(render), "--reference", str(results.with_suffix(".json")),
+                                 "--out", str(tmp_path / "transfer")]) == 0
+    transfer = json.loads((tmp_path / "transfer.json").read_text())
+    for mine, theirs in zip(transfer["folds"], per_fold["folds"], strict=True):
+        assert mine["study"] == {d: theirs["assessor"][d]["srcc"] for d in ("quality", "authenticity")}
+        assert mine["renders"][str(render)]["between"] == theirs["renders"][str(render)]["between"]
+        assert mine["renders"][str(render)]["quality"] == theirs["renders"][str(render)]["quality"]
+    rows = [line for line in (tmp_path / "transfer.md").read_text().splitlines() if "between a head's" in line]
+    assert len(rows) == 2  # this run's and the reference's
+
+
+def test_render_transfer_refuses_a_work_folder_without_fold_models(prepared_manifest, tmp_path, capsys):
+    from lmmeval.experiments import render_transfer
+
+    with pytest.raises(SystemExit) as exit_info:
+        render_transfer.main(["--cv-work", str(tmp_path / "cv"), "--manifest", str(prepared_manifest),
+                              "--renders", str(prepared_manifest), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert f"{tmp_path / 'cv' / 'fold0' / 'stage3' / 'final'}: no final model" in capsys.readouterr().err
+    assert not (tmp_path / "out.md").exists()
 
 
 def test_cross_validation_stage_overrides_are_checked_before_any_fold(prepared_manifest, tmp_path):

@@ -82,13 +82,7 @@ def run_fold(manifest: Path, records: list[Record], fold: int, work: Path, confi
     train = [r for r in records if r.fold != fold]
     assessor = Assessor.from_pretrained(final)  # on the GPU where there is one
     report = evaluate(assessor, test, progress=False)
-    # The held-out heads at each other protocol: their scores there, and how well they agree
-    # with the same heads' scores at the manifest's protocol.
-    other = {}
-    for path, render_records in renders.items():
-        other[path] = evaluate(assessor, [r for r in render_records if r.fold == fold], progress=False)
-        other[path]["between"] = render_agreement(scores_by_id(report), scores_by_id(other[path]))
-        other[path].pop("predictions")
+    other = score_renders(assessor, report, renders, fold, progress=False)
     # The baseline sees the frames the assessor sees: its sampling, in its patch geometry.
     sampling, geometry = assessor.config.sampling, assessor.parts.geometry
     model = train_baseline(train, sampling, geometry, baseline)
@@ -101,6 +95,20 @@ def run_fold(manifest: Path, records: list[Record], fold: int, work: Path, confi
     base["distortions"] = {"exact_set_accuracy": float(np.mean([sorted(c) == sorted(r.categories) for c, r in labelled]))
                            if labelled else None}
     return {"assessor": report, "baseline": base, "renders": other}
+
+
+def score_renders(assessor: Assessor, report: dict, renders: dict[str, list[Record]], fold: int,
+                  progress: bool = True) -> dict:
+    """The held-out heads of ``fold`` at each other protocol (``renders``: {manifest: records}): the
+    ``evaluate`` report of their scores there (without the predictions), and under ``between`` how
+    well they agree with the same heads' scores in ``report`` (the fold's report at the study's
+    protocol, with its predictions)."""
+    other = {}
+    for path, render_records in renders.items():
+        other[path] = evaluate(assessor, [r for r in render_records if r.fold == fold], progress=progress)
+        other[path]["between"] = render_agreement(scores_by_id(report), scores_by_id(other[path]))
+        other[path].pop("predictions")
+    return other
 
 
 def fold_summary(result: dict) -> str:
@@ -120,7 +128,7 @@ def fold_summary(result: dict) -> str:
     return line
 
 
-def _mean_std(values: list[float]) -> str:
+def mean_std(values: list[float]) -> str:
     """'mean ± std' over folds; folds where the number is undefined (e.g. a constant prediction) are counted."""
     defined = [v for v in values if v is not None]
     if not defined:
@@ -133,12 +141,12 @@ def table(folds: list[dict], assessor_label: str = "LMME3DHF, tiny preset") -> s
     lines = ["| method | quality SRCC | quality PLCC | quality KRCC | authenticity SRCC | authenticity PLCC "
              "| authenticity KRCC | distortion exact-set acc. |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, label in (("baseline", "MobileNetV3-S frames, from scratch"), ("assessor", assessor_label)):
-        cells = [_mean_std([f[name][dim][k] for f in folds]) for dim in DIMENSIONS for k in ("srcc", "plcc_fitted", "krcc")]
-        cells.append(_mean_std([f[name]["distortions"]["exact_set_accuracy"] for f in folds]))
+        cells = [mean_std([f[name][dim][k] for f in folds]) for dim in DIMENSIONS for k in ("srcc", "plcc_fitted", "krcc")]
+        cells.append(mean_std([f[name]["distortions"]["exact_set_accuracy"] for f in folds]))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "PLCC after a 4-parameter logistic fit of predictions onto MOS (raw PLCC in the JSON file).", "",
               "| method | AUC-Judd | NSS | CC | SIM | KLD |", "| --- | --- | --- | --- | --- | --- |",
-              f"| {assessor_label} | " + " | ".join(_mean_std([f["assessor"]["saliency"][k] for f in folds])
+              f"| {assessor_label} | " + " | ".join(mean_std([f["assessor"]["saliency"][k] for f in folds])
                                                    for k in SALIENCY_KEYS) + " |"]
     renders = folds[0].get("renders", {})  # every fold has the same ones
     if renders:
@@ -149,9 +157,9 @@ def table(folds: list[dict], assessor_label: str = "LMME3DHF, tiny preset") -> s
                   "| quality mean shift | authenticity mean shift |", "| --- | --- | --- | --- | --- | --- | --- |"]
         for path in renders:
             per = [f["renders"][path] for f in folds]
-            cells = [_mean_std([r[dim]["srcc"] for r in per]) for dim in DIMENSIONS]
-            cells += [_mean_std([r["between"][dim]["srcc"] for r in per]) for dim in DIMENSIONS]
-            cells += [_mean_std([r["between"][dim]["mean_shift"] for r in per]) for dim in DIMENSIONS]
+            cells = [mean_std([r[dim]["srcc"] for r in per]) for dim in DIMENSIONS]
+            cells += [mean_std([r["between"][dim]["srcc"] for r in per]) for dim in DIMENSIONS]
+            cells += [mean_std([r["between"][dim]["mean_shift"] for r in per]) for dim in DIMENSIONS]
             lines.append(f"| `{path}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
