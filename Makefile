@@ -79,7 +79,7 @@ $(PRETRAIN_MANIFEST2): | $(STAMP)
 	$(PY) -m lmmeval.cli prepare runs/pretrain2/raw runs/pretrain2/prepared --folds 5 -q
 
 # Stage 0 (tiny preset): distil a ResNet-18 into the vision tower, scored on the CV study as it
-# goes (about 80 minutes on 2 CPU cores with the corpus: 13 min rendering, 67 min training);
+# goes (about an hour on 2 CPU cores with the corpus: 6 min rendering with 2 workers, 50 min training);
 # writes docs/vision_pretrain.{md,json,png}.
 $(PRETRAINED_BASE): $(PRETRAIN_MANIFEST) $(PRETRAIN_MANIFEST2) $(CV_MANIFEST) configs/tiny/stage0_vision.yaml
 	$(PY) train/stage0_vision.py --config configs/tiny/stage0_vision.yaml \
