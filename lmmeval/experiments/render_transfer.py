@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="report prefix: writes OUT.md and OUT.json")
     args = parser.parse_args(argv)
     renders = [str(path) for path in args.renders]
+    commit = git_commit()  # when the run starts: the code it imports then is the code it runs
     try:
         results = run(args.cv_work, args.manifest, args.renders)
         runs = {f"one (`{args.cv_work}`)": results}
@@ -112,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     command = "python -m lmmeval.experiments.render_transfer " + " ".join(
         argv if argv is not None else sys.argv[1:])
-    commit = git_commit()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(
         {"command": command, "commit": commit, "cv_work": str(args.cv_work), "renders": renders,
