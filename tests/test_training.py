@@ -516,6 +516,7 @@ def test_cross_validation_script_reports_bad_arguments_as_usage_errors(prepared_
                            (["--extra-train", str(missing)], f"{missing}: no such manifest"),
                            (["--base", str(tmp_path / "no_base")], "no_base: not a folder"),
                            (["--set", "2.pairwise_wieght=0.5"], "pairwise_wieght"),
+                           (["--steps", "0"], "steps must be an integer >= 1"),
                            (["--folds", "3"], r"its folds are [0, 1, 2, 3, 4], not 0..2")):
         done = subprocess.run([sys.executable, "train/cross_validate.py", "--manifest", str(prepared_manifest),
                                "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results.md"),

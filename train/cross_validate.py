@@ -68,11 +68,11 @@ def main() -> int:
     try:
         plan = plan_cross_validation(args.manifest, folds=args.folds, configs=args.configs,
                                      stage_overrides=stage_overrides_from(args.set), extra_train=args.extra_train,
-                                     renders=args.renders, base=args.base, results_md=args.results)
+                                     renders=args.renders, base=args.base, results_md=args.results, steps=args.steps)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     command = "python train/cross_validate.py " + " ".join(sys.argv[1:])
-    out = run_cross_validation(plan, args.work, steps=args.steps, command=command.strip())
+    out = run_cross_validation(plan, args.work, command=command.strip())
     print(out["table"])
     return 0
 

@@ -74,7 +74,7 @@ def run_fold(manifest: Path, records: list[Record], fold: int, work: Path, confi
             overrides["base"] = str(base)
         if stage > 1:
             overrides["init_from"] = str(final)
-        if steps:
+        if steps is not None:
             overrides["steps"] = steps
         overrides |= (stage_overrides or {}).get(stage, {})
         final = run_stage(load_train_config(cfg_path, overrides), deepspeed, progress=False)
@@ -177,13 +177,14 @@ class CrossValidationPlan:
     n_extra: int                           # videos in the extra_train studies, for the table's label
     renders: dict[str, list[Record]]       # {manifest: records} of the study at other protocols
     base: Path | None                      # stage 1's base in place of the config's
+    steps: int | None                      # every stage's steps in place of the configs' (then the overrides)
     results_md: Path | None                # the table; its per-fold JSON goes next to it
 
 
 def plan_cross_validation(manifest: str | Path, folds: int = 5, configs: list[str] | None = None,
                           stage_overrides: dict[int, dict] | None = None, extra_train: list[str] | None = None,
                           renders: list[str] | None = None, base: str | Path | None = None,
-                          results_md: str | Path | None = None) -> CrossValidationPlan:
+                          results_md: str | Path | None = None, steps: int | None = None) -> CrossValidationPlan:
     """Read the manifests and check every argument of ``cross_validate`` (same meanings); raises
     ValueError (or FileNotFoundError) naming the argument or file at fault."""
     configs = [Path(c) for c in (configs or DEFAULT_CONFIGS)]
@@ -197,7 +198,8 @@ def plan_cross_validation(manifest: str | Path, folds: int = 5, configs: list[st
             raise ValueError(f"stage {stage} override sets {fixed}: cross-validation sets these itself per fold")
         if "base" in keys:  # it would silently win over `base`, which names the run in the table
             raise ValueError(f"stage {stage} override sets 'base': pass it as the base argument (--base)")
-        load_train_config(configs[stage - 1], keys)  # unknown keys and bad values fail now, not in fold 1
+    for stage, config in enumerate(configs, start=1):  # bad steps, keys and values fail now, not in fold 1
+        load_train_config(config, ({"steps": steps} if steps is not None else {}) | stage_overrides.get(stage, {}))
     if base is not None and not Path(base).is_dir():
         raise ValueError(f"base {base}: not a folder (a Qwen2.5-VL base, e.g. train/stage0_vision.py's --out)")
     manifest = Path(manifest)
@@ -219,7 +221,7 @@ def plan_cross_validation(manifest: str | Path, folds: int = 5, configs: list[st
         Path(results_md).parent.mkdir(parents=True, exist_ok=True)
     return CrossValidationPlan(manifest, records, folds, configs, stage_overrides, extra_train,
                                sum(len(r) for r in extra_records.values()), render_records,
-                               Path(base) if base is not None else None,
+                               Path(base) if base is not None else None, steps,
                                Path(results_md) if results_md else None)
 
 
@@ -237,17 +239,18 @@ def cross_validate(manifest: str | Path, work: str | Path, folds: int = 5, confi
     seed, prepared with its folds): every stage trains on the training heads' renders too, and each
     fold is also tested on its held-out heads' renders (robustness to the render protocol). The
     baseline keeps to each fold's training videos of ``manifest``."""
-    plan = plan_cross_validation(manifest, folds, configs, stage_overrides, extra_train, renders, base, results_md)
-    return run_cross_validation(plan, work, deepspeed, steps, baseline, command)
+    plan = plan_cross_validation(manifest, folds, configs, stage_overrides, extra_train, renders, base, results_md,
+                                 steps)
+    return run_cross_validation(plan, work, deepspeed, baseline, command)
 
 
 def run_cross_validation(plan: CrossValidationPlan, work: str | Path,
-                         deepspeed: str | None = "configs/deepspeed/zero2.json", steps: int | None = None,
+                         deepspeed: str | None = "configs/deepspeed/zero2.json",
                          baseline: BaselineConfig = BaselineConfig(), command: str = "") -> dict:
     """Train and evaluate every fold of a checked ``plan`` (``cross_validate`` has the arguments)."""
     manifest, records, folds, configs = plan.manifest, plan.records, plan.folds, plan.configs
     stage_overrides, extra_train, n_extra, renders = plan.stage_overrides, plan.extra_train, plan.n_extra, plan.renders
-    base, results_md = plan.base, plan.results_md
+    base, results_md, steps = plan.base, plan.results_md, plan.steps
     work = Path(work)
     start, commit = time.time(), git_commit()
     results = []
