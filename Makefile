@@ -95,7 +95,7 @@ demo-checkpoint: $(PRETRAINED_BASE) $(CV_MANIFEST) | $(STAMP)
 	$(PY) train/build_demo_checkpoint.py --base runs/pretrain/base --manifest $(CV_MANIFEST)
 
 # 5-fold cross-validation of the tiny preset (stage 1 on stage 0's base) and the CNN baseline
-# (about 40 minutes on 2 CPU cores after `make pretrain`); writes docs/results_cv.{md,json},
+# (about 30 minutes on 2 CPU cores after `make pretrain`); writes docs/results_cv.{md,json},
 # the generated table that docs/results.md discusses.
 cv: $(PRETRAINED_BASE) $(CV_MANIFEST)
 	$(PY) train/cross_validate.py --steps 1000 --manifest $(CV_MANIFEST) --base runs/pretrain/base
