@@ -327,8 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", help="truth.jsonl of a synthetic set: also check MOS against the latent scores")
     p.add_argument("--no-check", action="store_true", help="skip the checks that decode videos")
     p.add_argument("--input-size", type=int, metavar="PX",
-                   help="measure sharpness on frames shrunk to at most PX pixels a side, as a model with that "
-                        "budget sees them (e.g. 112 for the tiny preset)")
+                   help="measure sharpness on frames as a model with a PX x PX pixel budget reads them "
+                        "(its loader's resize; e.g. 112 for the tiny preset's max_pixels, 448 for 448 x 448)")
     p.set_defaults(func=_stats)
 
     p = sub.add_parser("score", help="score videos and images: quality, authenticity, levels, distortions, saliency",

@@ -177,26 +177,39 @@ def test_marks_outside_the_frame_name_file_line_and_field(tmp_path, synthetic_ra
         prepare(raw, tmp_path / "out", progress=False)
 
 
-def test_shrink_keeps_the_aspect_and_averages_away_detail_finer_than_the_budget():
-    """A 1-px checkerboard is all edges at 64 px and a near-flat grey once shrunk to 16 px (the
-    resize filter averages each 4 x 4 block); a slow ramp keeps its (small) sharpness."""
-    from lmmeval.data.stats import sharpness, shrink
+def test_model_view_is_what_the_models_loader_gives_and_averages_away_detail_finer_than_the_budget(tmp_path):
+    """A 1-px checkerboard is all edges at 112 px and a near-flat grey at a 28-px budget (the resize
+    averages each 4 x 4 block); the view of an image is exactly the frame the model's loader makes of
+    it at that budget; sides are multiples of the merged patch, aspect kept."""
+    from PIL import Image
 
-    y, x = np.mgrid[:64, :64]
-    checker = np.repeat((((x + y) % 2) * 255).astype(np.uint8)[None, ..., None], 3, axis=-1)  # (1, 64, 64, 3)
-    assert shrink(checker, 16).shape == (1, 16, 16, 3) and shrink(checker, 64) is checker
-    assert sharpness(shrink(checker, 16)) < 0.01 * sharpness(checker)
-    wide = np.zeros((2, 40, 80, 3), np.uint8)
-    assert shrink(wide, 16).shape == (2, 8, 16, 3)  # longer side to 16, aspect kept
+    from lmmeval.data.stats import model_view, sharpness
+    from lmmeval.io.media import load_visual
+    from lmmeval.model.configuration import SamplingConfig
+    from lmmeval.model.presets import geometry
+
+    y, x = np.mgrid[:112, :112]
+    checker = np.repeat((((x + y) % 2) * 255).astype(np.uint8)[None, ..., None], 3, axis=-1)  # (1, 112, 112, 3)
+    assert model_view(checker, 28).shape == (1, 28, 28, 3) and model_view(checker, 112) is checker
+    assert sharpness(model_view(checker, 28)) < 0.01 * sharpness(checker)
+    assert model_view(np.zeros((2, 56, 112, 3), np.uint8), 56).shape == (2, 28, 56, 3)  # 1:2 kept
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (300, 200, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    sampling = SamplingConfig(max_pixels=112 * 112, min_pixels=56 * 56)
+    loaded = load_visual(tmp_path / "photo.png", sampling, geometry("tiny")).frames[0]
+    np.testing.assert_array_equal(model_view(photo[None], 112)[0], loaded)
+    with pytest.raises(ValueError, match="at least 28 pixels"):
+        model_view(checker, 20)
 
 
 def test_cli_stats_at_a_models_input_size(prepared_manifest, capsys):
     assert main(["stats", str(prepared_manifest), "--input-size", "56"]) == 0
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("generator"))
-    assert "frames shrunk to at most 56 px" in out and header.split()[-1] == "sharpness"
+    assert "as a model with a 56 x 56 pixel budget reads them" in out and header.split()[-1] == "sharpness"
     assert main(["stats", str(prepared_manifest), "--input-size", "4"]) == 2
-    assert "input_size must be at least 8 pixels, got 4" in capsys.readouterr().err
+    assert "input_size must be at least 28 pixels (one merged patch), got 4" in capsys.readouterr().err
 
 
 def test_cli_prepare_errors_exit_2_with_message(tmp_path, capsys):

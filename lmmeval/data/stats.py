@@ -28,17 +28,25 @@ def sharpness(frames: np.ndarray) -> float:
     return float(np.mean([laplace(g).var() for g in grey]))
 
 
-def shrink(frames: np.ndarray, size: int) -> np.ndarray:
-    """Frames (T, H, W, 3) uint8 with the longer side brought down to ``size`` (aspect kept; bicubic,
-    as the model's loader resizes): what a model with that pixel budget sees. Smaller frames are kept."""
-    from PIL import Image
+def model_view(frames: np.ndarray, input_size: int) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8 as a Qwen2.5-VL with a per-frame budget of ``input_size`` x
+    ``input_size`` pixels reads them: resized by the model's own loader rule (``resize_frames``; sides
+    multiples of the merged patch, aspect kept, bicubic)."""
+    from ..io.media import resize_frames
 
-    h, w = frames.shape[1:3]
-    if max(h, w) <= size:
-        return frames
-    scale = size / max(h, w)
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.stack([np.asarray(Image.fromarray(f).resize(new, Image.BICUBIC)) for f in frames])
+    return resize_frames(frames, *_budget(input_size))
+
+
+def _budget(input_size: int):
+    """(SamplingConfig, PatchGeometry) of a Qwen2.5-VL reading frames within input_size x input_size pixels."""
+    from ..model.configuration import SamplingConfig
+    from ..model.presets import geometry
+
+    patches = geometry("tiny")  # Qwen2.5-VL's patch geometry, the 7B's too
+    if input_size < patches.factor:
+        raise ValueError(f"input_size must be at least {patches.factor} pixels (one merged patch), got {input_size}")
+    budget = input_size * input_size
+    return SamplingConfig(max_pixels=budget, min_pixels=min(SamplingConfig.min_pixels, budget)), patches
 
 
 @dataclass(frozen=True)
@@ -51,19 +59,19 @@ class Learnability:
 def learnability(records: list[Record], frames_per_video: int = 4, truth_path: str | Path | None = None,
                  input_size: int | None = None) -> Learnability:
     """SRCC of the sharpness statistic with each MOS, and of MOS with the latent truth if given
-    (``checks``), and the statistic's mean per generator. ``input_size``: measure sharpness on
-    frames shrunk to that size (``shrink``), as a model with that budget sees them."""
+    (``checks``), and the statistic's mean per generator. ``input_size``: measure sharpness on the
+    frames as a model with that pixel budget reads them (``model_view``)."""
     from ..eval.metrics import srcc
     from ..io.media import read_video, video_info
 
-    if input_size is not None and input_size < 8:
-        raise ValueError(f"input_size must be at least 8 pixels, got {input_size}")
+    if input_size is not None:
+        _budget(input_size)  # a bad size fails before any decoding
     values = []
     for r in records:
         frames = r.num_frames or video_info(r.video_path)["num_frames"]
         idx = np.linspace(0, frames - 1, frames_per_video).round().astype(int).tolist()
         decoded = read_video(r.video_path, idx)[0]
-        values.append(sharpness(shrink(decoded, input_size) if input_size else decoded))
+        values.append(sharpness(model_view(decoded, input_size) if input_size else decoded))
     checks = {f"srcc_sharpness_{dim}": srcc(values, [r.mos[dim] for r in records]) for dim in DIMENSIONS}
     gens = sorted({r.generator for r in records if r.generator is not None})
     by_generator = {g: float(np.mean([v for v, r in zip(values, records) if r.generator == g])) for g in gens}
@@ -140,5 +148,5 @@ def dataset_report(manifest: str | Path, truth_path: str | Path | None = None, c
     learnt = learnability(records, truth_path=truth_path, input_size=input_size) if check else None
     report = format_report(summary, learnt)
     if learnt and input_size:
-        report += f"\n(sharpness measured on frames shrunk to at most {input_size} px, bicubic)"
+        report += f"\n(sharpness measured on frames as a model with a {input_size} x {input_size} pixel budget reads them)"
     return report

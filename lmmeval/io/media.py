@@ -328,6 +328,18 @@ def frame_size(height: int, width: int, sampling: SamplingConfig, geometry: Patc
                         max_pixels=sampling.max_pixels)
 
 
+def resize_frames(frames: np.ndarray, sampling: SamplingConfig, geometry: PatchGeometry) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8 resized (bicubic) to ``frame_size``: what the model's vision tower
+    reads. Frames already at that size are returned as they are."""
+    from PIL import Image
+
+    h, w = frames.shape[1:3]
+    nh, nw = frame_size(h, w, sampling, geometry)
+    if (nh, nw) == (h, w):
+        return frames
+    return np.stack([np.asarray(Image.fromarray(f).resize((nw, nh), Image.BICUBIC)) for f in frames])
+
+
 @dataclass
 class _Sampler:
     """Sampled frames -> a ``Visual`` in the model's geometry."""
@@ -343,8 +355,6 @@ class _Sampler:
 
     def finish(self, frames: np.ndarray, source: str, is_image: bool, indices: list[int], fps: float,
                notes: list[str]) -> Visual:
-        from PIL import Image
-
         t, h, w, _ = frames.shape
         if h < 4 or w < 4:
             raise ValueError(f"{source}: frames of {w}x{h} pixels are too small to assess")
@@ -354,9 +364,8 @@ class _Sampler:
             frames = np.concatenate([frames] + [frames[-1:]] * missing)
             indices = indices + indices[-1:] * missing
         source_frames = frames if self.keep_source else None
-        nh, nw = frame_size(h, w, self.sampling, self.geometry)
-        if (nh, nw) != (h, w):
-            frames = np.stack([np.asarray(Image.fromarray(f).resize((nw, nh), Image.BICUBIC)) for f in frames])
-            if h * w > self.sampling.max_pixels:
-                notes = notes + [f"downscaled {w}x{h} -> {nw}x{nh} (max_pixels {self.sampling.max_pixels})"]
+        frames = resize_frames(frames, self.sampling, self.geometry)
+        nh, nw = frames.shape[1:3]
+        if h * w > self.sampling.max_pixels:
+            notes = notes + [f"downscaled {w}x{h} -> {nw}x{nh} (max_pixels {self.sampling.max_pixels})"]
         return Visual(frames, (h, w), is_image, indices, fps, source, notes, source_frames=source_frames)
