@@ -458,8 +458,8 @@ def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manife
     transfer = json.loads((tmp_path / "transfer.json").read_text())
     for mine, theirs in zip(transfer["folds"], per_fold["folds"], strict=True):
         assert mine["study"] == {d: theirs["assessor"][d]["srcc"] for d in ("quality", "authenticity")}
-        assert mine["renders"][str(render)]["between"] == theirs["renders"][str(render)]["between"]
-        assert mine["renders"][str(render)]["quality"] == theirs["renders"][str(render)]["quality"]
+        # The whole block, saliency included: only the fold's final (stage-3) model reproduces it.
+        assert mine["renders"] == theirs["renders"]
     rows = [line for line in (tmp_path / "transfer.md").read_text().splitlines() if "between a head's" in line]
     assert len(rows) == 2  # this run's and the reference's
 

@@ -173,8 +173,7 @@ class CrossValidationPlan:
     folds: int
     configs: list[Path]
     stage_overrides: dict[int, dict]
-    extra_train: list[str]
-    n_extra: int                           # videos in the extra_train studies, for the table's label
+    extra_train: dict[str, list[Record]]   # {manifest: records} of the studies also trained on whole
     renders: dict[str, list[Record]]       # {manifest: records} of the study at other protocols
     base: Path | None                      # stage 1's base in place of the config's
     steps: int | None                      # every stage's steps in place of the configs' (then the overrides)
@@ -219,8 +218,7 @@ def plan_cross_validation(manifest: str | Path, folds: int = 5, configs: list[st
         check_same_study(manifest, records, path, others)
     if results_md:  # made now: a folder that cannot be made should fail before the folds, not after
         Path(results_md).parent.mkdir(parents=True, exist_ok=True)
-    return CrossValidationPlan(manifest, records, folds, configs, stage_overrides, extra_train,
-                               sum(len(r) for r in extra_records.values()), render_records,
+    return CrossValidationPlan(manifest, records, folds, configs, stage_overrides, extra_records, render_records,
                                Path(base) if base is not None else None, steps,
                                Path(results_md) if results_md else None)
 
@@ -249,7 +247,8 @@ def run_cross_validation(plan: CrossValidationPlan, work: str | Path,
                          baseline: BaselineConfig = BaselineConfig(), command: str = "") -> dict:
     """Train and evaluate every fold of a checked ``plan`` (``cross_validate`` has the arguments)."""
     manifest, records, folds, configs = plan.manifest, plan.records, plan.folds, plan.configs
-    stage_overrides, extra_train, n_extra, renders = plan.stage_overrides, plan.extra_train, plan.n_extra, plan.renders
+    stage_overrides, renders = plan.stage_overrides, plan.renders
+    extra_train, n_extra = list(plan.extra_train), sum(len(r) for r in plan.extra_train.values())
     base, results_md, steps = plan.base, plan.results_md, plan.steps
     work = Path(work)
     start, commit = time.time(), git_commit()
