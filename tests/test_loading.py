@@ -83,21 +83,21 @@ def _qwen7b_config(path, **change):
     return path
 
 
-def test_a_checkpoint_is_checked_against_its_base_before_loading(tmp_path, capsys, monkeypatch):
+def test_a_checkpoint_is_checked_against_its_base_before_loading(video, tmp_path, capsys, monkeypatch):
     """The demo checkpoint (tiny preset) on a 7B base is one line naming both and what differs, from
     the JSON files alone: no weight is read (loading them would fail here: the folder has none)."""
     import lmmeval.model.factory as factory
 
     monkeypatch.setattr(factory, "load_backbone", lambda *a, **k: pytest.fail("weights were loaded"))
     base = _qwen7b_config(tmp_path / "qwen7b")
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError, match="was not trained on") as err:
         Assessor.from_pretrained(device="cpu", base=base)
     message = str(err.value)
     assert message.startswith(f"{DEMO_CHECKPOINT} was not trained on {base}: LLM width 128 vs 3584; vision width "
                               "64 vs 1280; <|vision_start|> id 2057 vs 151652")
     assert "\n" not in message
     # Through the command line: the same line, exit status 2.
-    assert main(["score", str(tmp_path), "--out", str(tmp_path / "r.jsonl"), "--model", str(DEMO_CHECKPOINT),
+    assert main(["score", str(video), "--out", str(tmp_path / "r.jsonl"), "--model", str(DEMO_CHECKPOINT),
                  "--base", str(base), "-q"]) == 2
     assert "was not trained on" in capsys.readouterr().err
     # A matching shape passes the check (the tiny preset's sizes, in the released layout).
@@ -151,3 +151,87 @@ def test_usage_errors_exit_2_with_argparse_usage(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2 and "usage: lmmeval" in capsys.readouterr().err
+
+
+def test_non_finite_outputs_become_that_inputs_error(demo, synthetic_raw, monkeypatch):
+    """A NaN score, a NaN saliency map or an infinite OOD score makes that input an error with no
+    scores (its row has "error" and nulls, valid JSON); the other inputs of the batch score as alone."""
+    videos = [str(p) for p in sorted((synthetic_raw / "videos").glob("*.mp4"))[:4]]
+    alone = demo.assess(videos[1], distortions=False)
+    forward, score = demo.model.forward, demo.parts.ood.score
+
+    def broken_forward(batch, **kw):
+        out = forward(batch, **kw)
+        out.scores = out.scores.clone()
+        out.scores[0, 1] = float("nan")  # input 0: authenticity
+        out.saliency_logits[2] = torch.full_like(out.saliency_logits[2], float("nan"))  # input 2: its maps
+        return out
+
+    def broken_score(features):
+        scores = score(features)
+        scores[3] = float("inf")  # input 3: what a zero variance gave
+        return scores
+
+    monkeypatch.setattr(demo.model, "forward", broken_forward)
+    monkeypatch.setattr(demo.parts.ood, "score", broken_score)
+    results = demo.assess(videos, batch_size=4, on_error="return", distortions=False)
+    for i, what in ((0, "scores"), (2, "saliency"), (3, "ood_score")):
+        assert results[i].error == (f"{videos[i]}: the model's {what} for this input are not finite (NaN or inf); "
+                                    "no scores are given")
+        row = results[i].to_dict()
+        assert row["quality"] is row["authenticity"] is row["ood_score"] is row["quality_level"] is None
+        assert row["level_probs"] == {} and results[i].saliency is None
+    assert results[1].ok and results[1].quality == pytest.approx(alone.quality, abs=1e-3)
+    assert results[1].ood_score == pytest.approx(alone.ood_score, rel=1e-3)
+    for r in results:
+        json.dumps(r.to_dict(), allow_nan=False)  # no NaN or Infinity reaches a results file
+
+
+def _corrupt(ckpt, what: str) -> str:
+    """Corrupt a demo copy as named; returns what the one-line error must say."""
+    from safetensors.torch import load_file, save_file
+
+    config = json.loads((ckpt / "config.json").read_text())
+    if what == "inner_size":
+        config["regression"]["inner_size"] = -5
+        (ckpt / "config.json").write_text(json.dumps(config))
+        return f"{ckpt / 'config.json'}: regression.inner_size must be an integer in [1, 65536], got -5"
+    if what == "fps":
+        config["sampling"]["fps"] = float("nan")
+        (ckpt / "config.json").write_text(json.dumps(config))
+        return f"{ckpt / 'config.json'}: sampling.fps must be a number in (0, 120], got nan"
+    if what == "nan_head":
+        heads = load_file(ckpt / "heads.safetensors")
+        heads["regression.mlp.4.weight"][0, 0] = float("nan")
+        save_file(heads, ckpt / "heads.safetensors")
+        return f"{ckpt / 'heads.safetensors'}: tensor 'regression.mlp.4.weight' is not finite"
+    if what == "zero_variance":
+        from lmmeval.model.ood import FeatureDistribution
+
+        dist = FeatureDistribution.load(ckpt)
+        tensors = {"mean": torch.tensor(dist.mean), "axes": torch.tensor(dist.axes),
+                   "variances": torch.zeros(len(dist.variances))}
+        save_file({k: v.float() for k, v in tensors.items()}, ckpt / "ood.safetensors",
+                  metadata={"lmmeval_ood": json.dumps({"feature": dist.feature, "rest_variance": dist.rest_variance,
+                                                      "threshold": dist.threshold, "quantile": dist.quantile,
+                                                      "n_fit": dist.n_fit})})
+        return f"{ckpt / 'ood.safetensors'}: tensor 'variances' must be > 0"
+    if what == "adapter_bin":
+        torch.save(load_file(ckpt / "adapter_model.safetensors"), ckpt / "adapter_model.bin")
+        (ckpt / "adapter_model.safetensors").unlink()
+        return f"{ckpt / 'adapter_model.bin'}: a pickled LoRA adapter"
+    raise AssertionError(what)
+
+
+@pytest.mark.parametrize("what", ["inner_size", "fps", "nan_head", "zero_variance", "adapter_bin"])
+def test_a_corrupt_checkpoint_is_one_line_exit_2(what, tmp_path, capsys):
+    """Each measured failure of a bad checkpoint (a torch error, fps NaN accepted, "quality": null rows
+    with exit 0, "ood_score": Infinity, a pickle loaded) is now one line naming the file and the key."""
+    from .test_ood import PHOTO
+
+    ckpt = shutil.copytree(DEMO_CHECKPOINT, tmp_path / "ckpt")
+    expected = _corrupt(ckpt, what)
+    assert main(["score", str(PHOTO), "--out", str(tmp_path / "r.jsonl"), "--model", str(ckpt), "--device", "cpu",
+                 "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lmmeval score: error: {expected}") and err.count("\n") == 1, err

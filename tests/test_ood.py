@@ -5,6 +5,7 @@ statistics saved and reloaded with a checkpoint, and the rows of `lmmeval score`
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -183,3 +184,66 @@ def test_calibration_refuses_bad_settings_before_loading_anything(tmp_path):
 
     with pytest.raises(ValueError, match=r"quantile must be in \(0, 1\), got 1.5"):
         calibrate_checkpoint(tmp_path / "no_checkpoint", [tmp_path / "missing.jsonl"], quantile=1.5)
+
+
+def test_calibration_keeps_an_existing_fit_unless_asked_before_computing_any_feature(prepared_manifest, tmp_path,
+                                                                                    monkeypatch):
+    """An existing ood.safetensors is refused before the checkpoint loads or any feature is computed
+    (minutes on real data); with overwrite the run goes on to compute features."""
+    from lmmeval.inference.assessor import Assessor
+    from lmmeval.inference.ood_calibration import calibrate_checkpoint
+    from lmmeval.model.factory import DEMO_CHECKPOINT
+
+    class FeaturesComputed(Exception):
+        pass
+
+    def features(*args, **kwargs):
+        raise FeaturesComputed()
+
+    monkeypatch.setattr(Assessor, "features", features)
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(DEMO_CHECKPOINT, ckpt)
+    before = (ckpt / OOD_NAME).read_bytes()
+    with pytest.raises(ValueError, match=rf"{OOD_NAME} exists \(an earlier calibration\): refusing to replace it; "
+                                         r"pass --overwrite"):
+        calibrate_checkpoint(ckpt, [prepared_manifest], device="cpu", progress=False)
+    with pytest.raises(FeaturesComputed):
+        calibrate_checkpoint(ckpt, [prepared_manifest], device="cpu", progress=False, overwrite=True)
+    assert (ckpt / OOD_NAME).read_bytes() == before
+
+
+def _write_raw(folder: Path, dist: FeatureDistribution, **change) -> None:
+    """``dist`` written as ``save`` writes it, with ``change`` (tensors or metadata numbers) applied
+    behind ``save``'s back: what a corrupted or hand-made file holds."""
+    from safetensors.numpy import save_file
+
+    tensors = {"mean": dist.mean, "axes": dist.axes, "variances": dist.variances}
+    meta = {"feature": dist.feature, "rest_variance": dist.rest_variance, "threshold": dist.threshold,
+            "quantile": dist.quantile, "n_fit": dist.n_fit, "fitted_on": dist.fitted_on}
+    tensors |= {k: v for k, v in change.items() if k in tensors}
+    meta |= {k: v for k, v in change.items() if k in meta}
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, folder / OOD_NAME,
+              metadata={"lmmeval_ood": json.dumps(meta)})  # json writes NaN and Infinity as such
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"variances": np.zeros(2)}, r"tensor 'variances' must be > 0 \(a zero variance makes every score infinite\)"),
+    ({"mean": np.array([np.nan, 0, 0, 0])}, r"tensor 'mean' is not finite"),
+    ({"axes": np.full((2, 4), np.inf)}, r"tensor 'axes' is not finite"),
+    ({"threshold": float("nan")}, r"threshold must be a finite number >= 0, got nan"),
+    ({"rest_variance": float("inf")}, r"rest_variance must be a finite number >= 0, got inf"),
+    ({"quantile": 1.5}, r"quantile must be in \(0, 1\)"),
+])
+def test_statistics_that_cannot_give_a_finite_score_are_refused(tmp_path, change, message):
+    """A zero variance made every score Infinity (not JSON); a NaN anywhere made them NaN. Refused
+    when read, naming the file and what is wrong; and never written."""
+    x, _ = _gaussian(60, 4)
+    dist = FeatureDistribution.fit(x, components=2)
+    _write_raw(tmp_path, dist, **change)
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path / OOD_NAME)) + ": " + message):
+        FeatureDistribution.load(tmp_path)
+    broken = FeatureDistribution(**{**dist.__dict__, **change})
+    (tmp_path / "fresh").mkdir()
+    with pytest.raises(ValueError, match=r"\(not written\): " + message):
+        broken.save(tmp_path / "fresh")
+    assert not (tmp_path / "fresh" / OOD_NAME).exists()

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import training_record
 from ..data.manifest import Record, check_disjoint, load_manifest
 from ..io.media import Visual
 from ..model.configuration import PatchGeometry, build_dataclass, read_yaml
@@ -127,10 +128,12 @@ def dense_targets(teacher: FrameEncoder, visuals: list[Visual], grids: torch.Ten
 
 def pretrain_vision(corpus: list[Record], sampling, out_dir: str | Path,
                     config: VisionPretrainConfig = VisionPretrainConfig(), eval_records: list[Record] | None = None,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, corpus_manifests: list[str] | None = None) -> dict:
     """Train the teacher on ``corpus``, distil it into the tiny base's vision tower, and write that
     base to ``out_dir``. ``eval_records`` (a disjoint study) are scored after every epoch of both,
-    through their readouts: held-out SRCC and exact-set accuracy in the returned history."""
+    through their readouts: held-out SRCC and exact-set accuracy in the returned history.
+    ``corpus_manifests`` (the manifests ``corpus`` was loaded from) are recorded in the base's
+    ``training_data.json``, which the stages trained on it carry on (``lmmeval.data.training_record``)."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     from ..model.presets import geometry as preset_geometry
@@ -163,8 +166,9 @@ def pretrain_vision(corpus: list[Record], sampling, out_dir: str | Path,
     # built beside out_dir and moved there at the end: a half-trained tower is never a base.
     partial = out_dir.with_name(out_dir.name + ".partial")
     save_base(partial, "tiny", seed=config.seed)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(partial, dtype=torch.float32)
-    processor = AutoProcessor.from_pretrained(partial)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(partial, dtype=torch.float32, use_safetensors=True,
+                                                               trust_remote_code=False)
+    processor = AutoProcessor.from_pretrained(partial, trust_remote_code=False)
     student = QwenVisionEncoder(model.model.visual, processor, model.config.vision_config.out_hidden_size)
     inputs = student.inputs(visuals)  # pixels (n, patches, 1176), grid (n, 3)
     dense = dense_targets(teacher.encoder, visuals, inputs["grid"], PatchGeometry.of(processor))
@@ -184,8 +188,12 @@ def pretrain_vision(corpus: list[Record], sampling, out_dir: str | Path,
                           config.student_lr, config.weight_decay, config.seed, "student (qwen vision tower)",
                           progress, _evaluator(probe, eval_visuals, eval_records))
 
-    # 3. The base with the trained tower (the language model stays the tiny base's).
+    # 3. The base with the trained tower (the language model stays the tiny base's), and what it
+    # was trained on, for the training record of every stage built on it.
     model.eval().save_pretrained(partial, safe_serialization=True)
+    if corpus_manifests:
+        entries = [training_record.study_entry(path, load_manifest(path), 0, "corpus") for path in corpus_manifests]
+        training_record.write_record(partial, training_record.merge(None, entries))
     if out_dir.exists():
         shutil.rmtree(out_dir)
     partial.rename(out_dir)

@@ -2,18 +2,32 @@
 
 Everything that decides how an input becomes model input (frame sampling, pixel budget)
 lives in ``SamplingConfig``, saved with every checkpoint, so training and inference sample
-alike. Unknown or missing keys are errors, never silently ignored. This module imports
-neither torch nor transformers: reading a config is cheap.
+alike. Unknown or missing keys are errors, never silently ignored. Every value is checked by
+type and range when a config is built (``__post_init__``), before anything is sized by it: a
+``config.json`` is user input, and a width of -5 or 10**9 must be one clear line, not a torch
+error or an attempt to allocate half a terabyte. This module imports neither torch nor
+transformers: reading a config is cheap.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 CONFIG_NAME = "config.json"
+# The precision a base is loaded in ("auto": bfloat16 on a GPU, float32 on a CPU). Whatever it is, the
+# heads and any trainable weights (LoRA, heads) stay float32: the one precision policy, with or
+# without DeepSpeed.
+DTYPES = ("auto", "bfloat16", "float32")
+# transformers' attention implementations lmmeval runs with. The vision tower's windowed attention
+# takes lmmeval's batched-window path on a GPU under sdpa and eager (lmmeval.model.fast_attention) and
+# flash-attention's own varlen kernel under flash_attention_2.
+ATTENTIONS = ("sdpa", "flash_attention_2", "eager")
 # 2: the LoRA settings are no longer repeated here (adapter_config.json holds them).
 FORMAT_VERSION = 2
 
@@ -44,6 +58,52 @@ class PatchGeometry:
         return frames / self.temporal_patch_size * pixels / self.factor**2
 
 
+# Upper bounds of the sizes a config may ask for: far above any Qwen2.5-VL (the 72B's LLM is 8192 wide,
+# every tower 1280), low enough that no value can ask for an absurd allocation.
+MAX_WIDTH = 32768  # hidden sizes of the LLM and the vision tower
+MAX_INNER = 65536  # the regression head's inner layer
+MAX_CHANNELS = 4096  # the saliency decoder's channels
+MAX_MERGE = 16  # Qwen2.5-VL merges 2 x 2 patches
+MAX_FPS = 120
+MAX_FRAMES = 4096
+MAX_PIXELS = 8192 * 8192  # per frame
+
+
+def check_integer(obj, name: str, lo: int, hi: int) -> None:
+    """``obj.name`` must be an int (a bool is not one) in [lo, hi]."""
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+
+
+def check_number(obj, name: str, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> None:
+    """``obj.name`` must be a finite int or float in the interval (NaN fails every comparison)."""
+    value = getattr(obj, name)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (lo < value if lo_open else lo <= value) and (value < hi if hi_open else value <= hi)
+    if not ok:
+        interval = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+
+
+def check_flag(obj, name: str) -> None:
+    """``obj.name`` must be a bool."""
+    value = getattr(obj, name)
+    if not isinstance(value, bool):  # "false" as text is truthy: it would switch the option on
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def check_integer_list(obj, name: str, lo: int, hi: int, what: str = "integers") -> None:
+    """``obj.name`` must be a list of distinct ints in [lo, hi] (``what`` they are, for the message)."""
+    value = getattr(obj, name)
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+                                              for v in value):
+        raise ValueError(f"{name} must be a list of {what} in [{lo}, {hi}], got {value!r}")
+    if len(set(value)) != len(value):
+        twice = sorted({v for v in value if value.count(v) > 1})
+        raise ValueError(f"{name} names {', '.join(map(str, twice))} twice: {value}")
+
+
 @dataclass
 class SamplingConfig:
     fps: float = 2.0  # frames per second sampled from a video
@@ -53,12 +113,16 @@ class SamplingConfig:
     min_pixels: int = 56 * 56  # smaller frames are upscaled
 
     def __post_init__(self) -> None:
-        if self.fps <= 0:
-            raise ValueError(f"sampling.fps must be > 0, got {self.fps}")
-        if self.min_frames < 2 or self.max_frames < self.min_frames:
-            raise ValueError(f"sampling needs 2 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}")
-        if not 0 < self.min_pixels <= self.max_pixels:
-            raise ValueError(f"sampling needs 0 < min_pixels <= max_pixels, got {self.min_pixels}, {self.max_pixels}")
+        # Messages start with the field's name: a config file's reader prefixes the block ("sampling.").
+        check_number(self, "fps", 0, MAX_FPS, lo_open=True)
+        check_integer(self, "min_frames", 2, MAX_FRAMES)
+        check_integer(self, "max_frames", 2, MAX_FRAMES)
+        if self.max_frames < self.min_frames:
+            raise ValueError(f"max_frames must be >= min_frames ({self.min_frames}), got {self.max_frames}")
+        check_integer(self, "max_pixels", 1, MAX_PIXELS)
+        check_integer(self, "min_pixels", 1, MAX_PIXELS)
+        if self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels must be <= max_pixels ({self.max_pixels}), got {self.min_pixels}")
 
 
 @dataclass
@@ -75,6 +139,15 @@ class LoraSettings:
     # the random-init tiny preset needs its LM head trained to learn any answer text.
     modules_to_save: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        check_integer(self, "r", 1, MAX_CHANNELS)
+        check_integer(self, "alpha", 1, MAX_INNER)
+        check_number(self, "dropout", 0, 1, hi_open=True)
+        if not isinstance(self.target_modules, str) or not self.target_modules:
+            raise ValueError(f"target_modules must be a module-name pattern, got {self.target_modules!r}")
+        if not isinstance(self.modules_to_save, list) or not all(isinstance(m, str) for m in self.modules_to_save):
+            raise ValueError(f"modules_to_save must be a list of module names, got {self.modules_to_save!r}")
+
 
 @dataclass
 class RegressionHeadConfig:
@@ -86,6 +159,12 @@ class RegressionHeadConfig:
     # whole video through the attention of the (for the tiny preset, random) LLM, while the
     # video tokens' own states still hold the vision tower's features in their residual stream.
     video_mean: bool = False
+
+    def __post_init__(self) -> None:
+        check_integer(self, "hidden_size", 1, MAX_WIDTH)
+        check_integer(self, "inner_size", 1, MAX_INNER)
+        check_number(self, "dropout", 0, 1, hi_open=True)
+        check_flag(self, "video_mean")
 
 
 @dataclass
@@ -103,12 +182,13 @@ class SaliencyDecoderConfig:
     vision_depths: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        depths = self.vision_depths
-        if not isinstance(depths, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                                    for d in depths):
-            raise ValueError(f"vision_depths must be a list of block indices >= 0, got {depths!r}")
-        if len(set(depths)) != len(depths):
-            raise ValueError(f"vision_depths names a block twice: {depths}")
+        check_integer(self, "vision_dim", 1, MAX_WIDTH)
+        check_integer(self, "llm_dim", 1, MAX_WIDTH)
+        check_integer(self, "merge", 1, MAX_MERGE)
+        for name in ("vision_channels", "llm_channels", "fused_channels", "refine_channels"):
+            check_integer(self, name, 1, MAX_CHANNELS)
+        # Whether each block exists is checked against the loaded tower (factory); here, that they are indices.
+        check_integer_list(self, "vision_depths", 0, 1023, what="block indices")
 
     @staticmethod
     def vision_depths_at(fractions: list[float], depth: int) -> list[int]:
@@ -135,8 +215,22 @@ class AssessorConfig:
     trained_stages: list[int] = field(default_factory=list)  # which of the three stages produced this
     format_version: int = FORMAT_VERSION
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.base, str) or not self.base:
+            raise ValueError(f"base must be a base model folder or preset:NAME, got {self.base!r}")
+        for name, cls in (("regression", RegressionHeadConfig), ("saliency", SaliencyDecoderConfig),
+                          ("sampling", SamplingConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f"{name} must be a mapping of its settings, got {getattr(self, name)!r}")
+        check_integer_list(self, "trained_stages", 1, 3, what="stage numbers")
+        check_integer(self, "format_version", 1, 1000)
+        # Both heads read the same LLM states.
+        if self.saliency.llm_dim != self.regression.hidden_size:
+            raise ValueError(f"saliency.llm_dim must equal regression.hidden_size (the LLM's width, "
+                             f"{self.regression.hidden_size}), got {self.saliency.llm_dim}")
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        return json.dumps(asdict(self), indent=2, allow_nan=False)  # validated: never NaN
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> AssessorConfig:
@@ -174,28 +268,96 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def build_dataclass(cls, data, source: str, nested: dict[str, type]):
-    """Dataclass from a dict, recursively (``nested``: field name -> dataclass);
-    unknown and missing keys, and invalid values, raise ``ValueError`` naming ``source``."""
+def build_dataclass(cls, data, source: str, nested: dict[str, type], keys: str = ""):
+    """Dataclass from a dict, recursively (``nested``: field name -> dataclass). Unknown and missing
+    keys, values the class's own checks refuse (``__post_init__``) and values whose type does not
+    fit the field's annotation raise one ``ValueError`` naming ``source`` and the key, e.g.
+    "config.json: regression.inner_size must be an integer in [1, 65536], got -5" (``keys``: the
+    enclosing blocks, "regression.")."""
+    where = f"{source}.{keys[:-1]}" if keys else source  # the block a structural error is in
     if not isinstance(data, dict):
-        raise ValueError(f"{source}: expected a mapping, got {type(data).__name__}")
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown}; expected {sorted(fields)}")
+        raise ValueError(f"{where}: unknown key(s) {unknown}; expected {sorted(fields)}")
     kwargs = {}
     for name, f in fields.items():
         if name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ValueError(f"{source}: missing key {name!r}")
+                raise ValueError(f"{where}: missing key {name!r}")
             continue
         sub = nested.get(name)
         value = data[name]
-        kwargs[name] = build_dataclass(sub, value, f"{source}.{name}", nested) if sub and value is not None else value
+        if sub and value is not None:
+            value = build_dataclass(sub, value, source, nested, f"{keys}{name}.")
+        kwargs[name] = value
+    # The class's own checks speak first: they know what a value means (and its range). A class
+    # without them still gets no text where a number belongs: the annotations are checked after.
     try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{source}: {err}") from None
+        built = cls(**kwargs)
+    except ValueError as err:
+        raise ValueError(f"{source}: {keys}{err}") from None
+    except TypeError as err:  # a check compared a value of the wrong type
+        raise ValueError(f"{source}: {keys}{wrong_type(cls, kwargs) or err}") from None
+    if wrong := wrong_type(cls, kwargs):
+        raise ValueError(f"{source}: {keys}{wrong}")
+    return built
+
+
+def wrong_type(cls, values: dict) -> str | None:
+    """The first of ``values`` that does not fit its field's annotation in dataclass ``cls``, as
+    "NAME must be an integer, got 'big'"; None if all fit. Annotations this does not know (a
+    ``Path``, a ``dict``) are not checked."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # an annotation that does not resolve: nothing to check against
+        return None
+    for name, value in values.items():
+        expected = _expected(value, hints.get(name))
+        if expected:
+            hint = ""
+            if isinstance(value, str) and _reads_as_number(value):
+                hint = " (YAML reads a number such as 1e-4 as text unless it has a dot: write 1.0e-4)"
+            return f"{name} must be {expected}, got {value!r}{hint}"
+    return None
+
+
+def _expected(value, hint) -> str | None:
+    """What ``hint`` asks for, if ``value`` is not it (None: it fits, or the hint is not checked)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        wanted = [_expected(value, a) for a in args if a is not type(None)]
+        if any(w is None for w in wanted):
+            return None
+        return " or ".join(wanted + (["null"] if type(None) in args else []))
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if hint is float:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if number and math.isfinite(value) else "a finite number"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    if origin is list and len(args) == 1:
+        if isinstance(value, list) and all(_expected(v, args[0]) is None for v in value):
+            return None
+        item = {int: "integers", float: "finite numbers", str: "strings", bool: "true/false values"}.get(args[0])
+        return f"a list of {item}" if item else None
+    if dataclasses.is_dataclass(hint):
+        return None if isinstance(value, hint) else "a mapping"
+    return None
+
+
+def _reads_as_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 _NESTED = {"regression": RegressionHeadConfig, "saliency": SaliencyDecoderConfig, "sampling": SamplingConfig}

@@ -7,6 +7,13 @@ files and, once ``lmmeval calibrate-ood`` has run, ``ood.safetensors`` (``lmmeva
 relative to the checkpoint folder) or ``preset:NAME``, random weights at a preset's shape
 (``lmmeval.model.presets``). The folder also loads with plain transformers + peft (README).
 
+Loading reads data, never runs code: weights are safetensors only (a pickled ``*.bin`` is refused,
+as unpickling can run code), every transformers call says ``trust_remote_code=False``, and a folder
+whose JSON files ask for code shipped beside them (``auto_map``) is refused before transformers
+reads it, naming the file (transformers would otherwise ask "run the custom code? [y/N]" and run
+it on a yes). Everything a checkpoint's JSON files and heads say is checked before the base's
+weights load.
+
 Inference (``lmmeval.inference.Assessor``) and training (``lmmeval.training``) both get their
 model here, as an ``AssessorModel``.
 """
@@ -22,7 +29,7 @@ from typing import Any
 
 import torch
 
-from .configuration import (CONFIG_NAME, AssessorConfig, LoraSettings, PatchGeometry, RegressionHeadConfig,
+from .configuration import (ATTENTIONS, CONFIG_NAME, DTYPES, AssessorConfig, LoraSettings, PatchGeometry, RegressionHeadConfig,
                             SaliencyDecoderConfig, SamplingConfig)
 from .heads import RegressionHead, SaliencyDecoder
 from .modeling import LMME3DHF
@@ -31,15 +38,12 @@ from .ood import OOD_NAME, FeatureDistribution
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "demo_checkpoint"
 HEADS_NAME = "heads.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# Weight files that are pickles: never loaded (unpickling can run code), named in the refusal.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 PRESET_PREFIX = "preset:"
-# The precision a base is loaded in ("auto": bfloat16 on a GPU, float32 on a CPU). Whatever it is, the
-# heads and any trainable weights (LoRA, heads) stay float32: the one precision policy, with or
-# without DeepSpeed.
-DTYPES = ("auto", "bfloat16", "float32")
-# transformers' attention implementations lmmeval runs with. The vision tower's windowed attention
-# takes lmmeval's batched-window path on a GPU under sdpa and eager (lmmeval.model.fast_attention) and
-# flash-attention's own varlen kernel under flash_attention_2.
-ATTENTIONS = ("sdpa", "flash_attention_2", "eager")
+# DTYPES and ATTENTIONS (the load precisions and attention implementations) live with the configuration,
+# which imports no torch, so the command line can list them without loading torch.
 
 
 @dataclass
@@ -125,15 +129,65 @@ def load_backbone(base: str, device: torch.device, with_processor: bool = True, 
                                          attention=attention)
         backbone.name_or_path = base  # what peft records as the adapter's base, as for a folder
         return backbone, processor
-    if not (Path(base) / "config.json").is_file():
-        raise FileNotFoundError(f"{base}: base model directory not found (no config.json; pass --base / base=)")
+    check_base_folder(Path(base))
     placement = {} if is_deepspeed_zero3_enabled() else {"device_map": {"": device}}
     try:
         backbone = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            base, dtype=dtype, attn_implementation=attention, local_files_only=True, **placement)
+            base, dtype=dtype, attn_implementation=attention, local_files_only=True, use_safetensors=True,
+            trust_remote_code=False, **placement)
     except OSError as err:
         raise FileNotFoundError(f"{base}: cannot load a Qwen2.5-VL base model ({err})") from None
-    return backbone, AutoProcessor.from_pretrained(base) if with_processor else None
+    processor = AutoProcessor.from_pretrained(base, trust_remote_code=False) if with_processor else None
+    return backbone, processor
+
+
+def check_base_folder(base: Path) -> None:
+    """A base folder loads only as data: no custom code asked for, safetensors weights."""
+    if not (base / "config.json").is_file():
+        raise FileNotFoundError(f"{base}: base model directory not found (no config.json; pass --base / base=)")
+    refuse_custom_code(base)
+    if (base / "model.safetensors").is_file() or (base / "model.safetensors.index.json").is_file():
+        return
+    pickled = sorted(p.name for p in base.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickled:
+        raise ValueError(f"{base}: its weights are pickle files ({', '.join(pickled[:3])}), which lmmeval does not "
+                         "load (unpickling can run code); convert them to safetensors (model.safetensors, e.g. "
+                         "save_pretrained(..., safe_serialization=True))")
+    raise FileNotFoundError(f"{base}: no model.safetensors (or model.safetensors.index.json): not a base model folder")
+
+
+def check_checkpoint_folder(path: Path) -> None:
+    """A checkpoint folder loads only as data: no custom code asked for, a safetensors adapter (if any)."""
+    refuse_custom_code(path)
+    if (path / ADAPTER_CONFIG).is_file() and not (path / ADAPTER_WEIGHTS).is_file():
+        pickled = sorted(p.name for p in path.glob("adapter_model.*") if p.suffix in PICKLE_SUFFIXES)
+        if pickled:
+            raise ValueError(f"{path / pickled[0]}: a pickled LoRA adapter, which lmmeval does not load (unpickling "
+                             f"can run code); convert it to safetensors ({ADAPTER_WEIGHTS}, e.g. peft's "
+                             "save_pretrained(..., safe_serialization=True))")
+        raise FileNotFoundError(f"{path}: {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS} (the LoRA adapter's weights)")
+
+
+def refuse_custom_code(folder: Path) -> None:
+    """Refuse a model folder whose JSON files ask transformers for classes from code shipped beside
+    them (an ``auto_map`` entry, at the top of a file or in one of its blocks, e.g. the image processor's
+    in processor_config.json). lmmeval runs Qwen2.5-VL's own classes only; refusing, rather than
+    loading and ignoring the entry, keeps a folder that says it needs its code from loading as
+    something it is not. One line naming the file."""
+    for path in sorted(folder.glob("*.json")):
+        text = path.read_text(errors="replace")
+        if '"auto_map"' not in text:  # most files, and the large tokenizer.json, are not parsed
+            continue
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            continue  # not a config transformers could read either: it reports that itself
+        blocks = [data, *data.values()] if isinstance(data, dict) else []
+        for block in blocks:
+            if isinstance(block, dict) and "auto_map" in block:
+                raise ValueError(f"{path}: asks for custom code (auto_map {json.dumps(block['auto_map'])}); lmmeval "
+                                 "never runs code shipped with a model: remove the auto_map entry, or use a folder "
+                                 "saved by lmmeval or transformers")
 
 
 def check_compatible(checkpoint: Path, config: AssessorConfig, base: str) -> None:
@@ -166,9 +220,11 @@ def _base_facts(base: str) -> dict:
     path = Path(base) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{base}: base model directory not found (no config.json; pass --base / base=)")
-    data = json.loads(path.read_text())
+    data = _read_json(path)
     text = data.get("text_config") or data  # transformers 5 nests the LLM's sizes; older configs do not
     vision = data.get("vision_config") or {}
+    if not isinstance(text, dict) or not isinstance(vision, dict):
+        raise ValueError(f"{path}: text_config and vision_config must be JSON objects")
     keys = {"<|vision_start|>": "vision_start_token_id", "<|image_pad|>": "image_token_id",
             "<|video_pad|>": "video_token_id"}
     facts = {"LLM width": text.get("hidden_size"), "vision width": vision.get("hidden_size"),
@@ -182,11 +238,26 @@ def _tokenizer_facts(checkpoint: Path) -> dict:
     path = checkpoint / "tokenizer.json"
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text())
-    added = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
-    vocab = data.get("model", {}).get("vocab", {})
-    largest = max([*added.values(), *(vocab.values() if isinstance(vocab, dict) else [])], default=-1)
+    data = _read_json(path)
+    try:
+        added = {t["content"]: int(t["id"]) for t in data.get("added_tokens", [])}
+        vocab = data.get("model", {}).get("vocab", {})
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise ValueError(f"{path}: not a tokenizer.json (added_tokens and model.vocab expected)") from None
+    ids = [*added.values(), *(v for v in (vocab.values() if isinstance(vocab, dict) else []) if isinstance(v, int))]
+    largest = max(ids, default=-1)
     return {"vocabulary": largest + 1, **{f"{tok} id": added[tok] for tok in _MARKERS if tok in added}}
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object file as a dict; anything else is a ``ValueError`` naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def new_model(base: str | Path, device: str | torch.device | None = None, sampling: SamplingConfig | None = None,
@@ -223,10 +294,10 @@ def load_model(path: str | Path | None = None, device: str | torch.device | None
 
     ``base`` overrides the base recorded in the checkpoint (checked against it first: see
     ``check_compatible``); ``trainable`` loads the LoRA adapter for further training; ``dtype`` and
-    ``attention`` are the base's load precision and attention implementation.
+    ``attention`` are the base's load precision and attention implementation. Everything that can be
+    refused (config values, custom code, pickled weights, the heads' shapes and values, the OOD
+    statistics) is refused before the base's weights load.
     """
-    from transformers import AutoProcessor
-
     if path is None:
         path = DEMO_CHECKPOINT
         print("lmmeval: using the embedded demo checkpoint (tiny model trained on synthetic data; "
@@ -239,18 +310,28 @@ def load_model(path: str | Path | None = None, device: str | torch.device | None
     config = AssessorConfig.load(path / CONFIG_NAME)
     config.base = resolve_base(base) if base is not None else resolve_base(config.base, path)
     check_compatible(path, config, config.base)  # from JSON files alone, before gigabytes of weights load
+    check_checkpoint_folder(path)
+    if not config.base.startswith(PRESET_PREFIX):
+        check_base_folder(Path(config.base))
+    # Both small, and read and checked before the base's weights load. Training moves the features
+    # the distribution was fitted on: a model loaded to train carries none.
+    heads = read_heads(path / HEADS_NAME, config)
+    ood = None if trainable else _load_ood(path, config)
     device = torch.device(device) if device is not None else default_device()
-    processor = AutoProcessor.from_pretrained(path)  # the checkpoint's own
+    from transformers import AutoProcessor  # seconds to import: not before the checks above
+
+    processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)  # the checkpoint's own
     backbone, _ = load_backbone(config.base, device, with_processor=False, dtype=dtype, attention=attention)
     peft_model = None
     if (path / ADAPTER_CONFIG).is_file():
         from peft import PeftModel
 
+        # peft takes adapter_model.safetensors when it is there (checked above) and runs no code.
         peft_model = PeftModel.from_pretrained(backbone, path, is_trainable=trainable)  # LoRA injected in place
     network = _assemble(backbone, processor, config, device)
-    _load_heads(network, path / HEADS_NAME)
-    # Training moves the features the distribution was fitted on: a model loaded to train carries none.
-    ood = None if trainable else _load_ood(path, config)
+    for name, module in (("regression", network.regression), ("saliency", network.saliency)):
+        own = module.state_dict()
+        module.load_state_dict({k: v.to(own[k].dtype) for k, v in heads[name].items()})
     return AssessorModel(network.eval(), processor, config, device, peft_model, attention, ood)
 
 
@@ -336,21 +417,46 @@ def _assemble(backbone, processor, config: AssessorConfig, device: torch.device)
     return network.to(device)
 
 
-def _load_heads(network: LMME3DHF, path: Path) -> None:
+def read_heads(path: Path, config: AssessorConfig) -> dict[str, dict[str, torch.Tensor]]:
+    """The heads' weights of ``heads.safetensors`` ({"regression": state, "saliency": state}), checked
+    against ``config`` before any module is built: names and shapes from the file's header (no tensor
+    read yet), then every value finite. Each mismatch or NaN is a ``ValueError`` naming the file."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (regression head and saliency decoder weights)")
+    expected = _head_shapes(config)
     try:
-        state = load_file(path)
-    except Exception as err:  # safetensors raises its own error type for corrupt files
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as err:  # safetensors raises its own error types for corrupt files
         raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
-    for name, module in (("regression", network.regression), ("saliency", network.saliency)):
-        sub = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
-        own = module.state_dict()
+    for name, own in expected.items():
+        sub = {k[len(name) + 1:]: v for k, v in shapes.items() if k.startswith(name + ".")}
         missing, unknown = sorted(set(own) - set(sub)), sorted(set(sub) - set(own))
-        wrong = [f"{k}: {tuple(sub[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in sub and sub[k].shape != own[k].shape]
+        wrong = [f"{k}: {sub[k]} vs {own[k]}" for k in own if k in sub and sub[k] != own[k]]
         if missing or unknown or wrong:
             raise ValueError(f"{path}: {name} weights do not match config.json "
                              f"(missing {missing[:5]}, unknown {unknown[:5]}, wrong shapes {wrong[:5]})")
-        module.load_state_dict({k: v.to(own[k].dtype) for k, v in sub.items()})
+    if strays := sorted(k for k in shapes if k.split(".")[0] not in expected):
+        raise ValueError(f"{path}: tensors of neither head: {strays[:5]}")
+    try:
+        state = load_file(path)  # shapes known good: now the values
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+    for key, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise ValueError(f"{path}: tensor {key!r} is {tensor.dtype}, not floating-point weights")
+        if not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{path}: tensor {key!r} is not finite (NaN or inf values): the heads cannot score "
+                             "with it; retrain or restore the checkpoint")
+    return {name: {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")} for name in expected}
+
+
+def _head_shapes(config: AssessorConfig) -> dict[str, dict[str, tuple[int, ...]]]:
+    """The heads' parameter shapes under ``config``, from modules built on the meta device: sizes
+    only, nothing allocated, the global random state left as it was."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        modules = {"regression": RegressionHead(config.regression), "saliency": SaliencyDecoder(config.saliency)}
+    return {name: {k: tuple(v.shape) for k, v in m.state_dict().items()} for name, m in modules.items()}

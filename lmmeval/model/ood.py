@@ -20,12 +20,15 @@ picture, another render protocol, a real photograph). What it does not say: that
 scores are wrong, or that an unflagged input's are right; quality inside the training distribution
 is the regression head's job.
 
-Saved with the checkpoint as ``ood.safetensors`` (``lmmeval calibrate-ood`` writes it).
+Saved with the checkpoint as ``ood.safetensors`` (``lmmeval calibrate-ood`` writes it). A file whose
+statistics cannot give a finite score (a NaN mean, a variance of zero, a NaN threshold) is refused when
+it is written and when it is read: a result's ``ood_score`` is always a finite number or None.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,12 +117,13 @@ class FeatureDistribution:
         from safetensors.numpy import save_file
 
         path = Path(folder) / OOD_NAME
+        tensors = {k: np.ascontiguousarray(v, dtype=np.float32)
+                   for k, v in {"mean": self.mean, "axes": self.axes, "variances": self.variances}.items()}
+        self.check(f"{path} (not written)", tensors)  # as stored: a float32 variance may round to zero
         tmp = path.with_name(path.name + ".tmp")
-        tensors = {"mean": self.mean, "axes": self.axes, "variances": self.variances}
         meta = {"feature": self.feature, "rest_variance": self.rest_variance, "threshold": self.threshold,
                 "quantile": self.quantile, "n_fit": self.n_fit, "fitted_on": self.fitted_on}
-        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, tmp,
-                  metadata={"lmmeval_ood": json.dumps(meta)})
+        save_file(tensors, tmp, metadata={"lmmeval_ood": json.dumps(meta, allow_nan=False)})
         tmp.replace(path)
         return path
 
@@ -143,11 +147,31 @@ class FeatureDistribution:
                              "rewrite it with `lmmeval calibrate-ood`") from err
         if dist.feature != FEATURE:
             raise ValueError(f"{path}: feature {dist.feature!r} is not {FEATURE!r}, the one this version computes")
-        k, d = dist.axes.shape
-        if dist.variances.shape != (k,) or dist.mean.shape != (d,):
-            raise ValueError(f"{path}: inconsistent shapes: mean {dist.mean.shape}, axes {dist.axes.shape}, "
-                             f"variances {dist.variances.shape}")
+        dist.check(str(path), tensors)
         return dist
+
+    def check(self, where: str, tensors: dict[str, np.ndarray]) -> None:
+        """``ValueError`` naming ``where`` unless ``tensors`` (mean, axes, variances) and the numbers
+        beside them make every score finite: consistent shapes, finite values, variances > 0."""
+        mean, axes, variances = tensors["mean"], tensors["axes"], tensors["variances"]
+        if axes.ndim != 2 or variances.shape != (axes.shape[0],) or mean.shape != (axes.shape[1],):
+            raise ValueError(f"{where}: inconsistent shapes: mean {mean.shape}, axes {axes.shape}, "
+                             f"variances {variances.shape}")
+        for name, tensor in tensors.items():
+            if not np.isfinite(tensor).all():
+                raise ValueError(f"{where}: tensor {name!r} is not finite (NaN or inf values); rerun "
+                                 "`lmmeval calibrate-ood`")
+        if not (variances > 0).all():
+            raise ValueError(f"{where}: tensor 'variances' must be > 0 (a zero variance makes every score "
+                             f"infinite), smallest {float(variances.min())}; rerun `lmmeval calibrate-ood`")
+        numbers = {"rest_variance": self.rest_variance, "threshold": self.threshold}
+        for name, value in numbers.items():
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{where}: {name} must be a finite number >= 0, got {value}; rerun "
+                                 "`lmmeval calibrate-ood`")
+        if not 0 < self.quantile < 1 or self.n_fit < 1:
+            raise ValueError(f"{where}: quantile must be in (0, 1) and n_fit >= 1, got {self.quantile}, "
+                             f"{self.n_fit}; rerun `lmmeval calibrate-ood`")
 
 
 def _fit(x: np.ndarray, k: int) -> FeatureDistribution:
