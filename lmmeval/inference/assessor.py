@@ -12,6 +12,7 @@ turning outputs into ``Assessment``s.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from ..io.media import Visual, load_visual
+from ..io.media import Visual, load_or_error
 from ..labels import LEVELS, SCORE_RANGE
 from ..model import factory
 from ..model.configuration import PatchGeometry, SamplingConfig
@@ -217,8 +218,12 @@ class Assessor:
         Inputs: video/image paths, PIL images, uint8 arrays (H, W, 3) or (T, H, W, 3).
         ``on_error="return"`` turns a failing input into an ``Assessment`` with ``error``
         set and carries on; ``"raise"`` (default) raises a ``ValueError`` naming it.
-        ``workers`` > 0 decodes and samples the next batches in that many DataLoader worker
-        processes while the model runs on the current one. ``keep_frames`` keeps the sampled
+        ``workers``: 0 decodes in this process; N >= 1 decodes files in N separate processes, the
+        next batches while the model runs on the current one, and a decoder that crashes there (a
+        damaged or crafted file) costs only its input, which gets the crash as its error (it raises
+        with ``on_error="raise"``); arrays and PIL images load in this process either way. Decoding
+        limits: ``lmmeval.io.media.MAX_PIXELS`` and ``MAX_VIDEO_FRAMES``, or the environment variables
+        ``LMMEVAL_MAX_PIXELS`` and ``LMMEVAL_MAX_VIDEO_FRAMES``. ``keep_frames`` keeps the sampled
         frames at their own size in ``Assessment.frames`` (for overlays). ``distortions=False`` skips
         generating the distortion answer (scores, levels and saliency only; ``distortions`` stays empty).
         """
@@ -239,8 +244,12 @@ class Assessor:
             raise ValueError(f"batch_size must be >= 1 and workers >= 0, got {batch_size}, {workers}")
         self.model.eval()  # no dropout at inference, even right after training
         loading = _Loading(self.config.sampling, self.parts.geometry, keep_frames)
-        for loaded in _loaded_batches(items, loading, batch_size, workers):
-            yield self._assess_batch(loaded, saliency, describe, on_error, distortions)
+        batches = _loaded_batches(items, loading, batch_size, workers)
+        try:
+            for loaded in batches:
+                yield self._assess_batch(loaded, saliency, describe, on_error, distortions)
+        finally:
+            batches.close()  # decode workers end now, also when the caller stops early or is interrupted
 
     def _assess_batch(self, loaded: list[tuple[str, Visual | str]], saliency: bool, describe: bool,
                       on_error: str, distortions: bool = True) -> list[Assessment]:
@@ -260,6 +269,8 @@ class Assessor:
             for i, out in zip(good, outputs):
                 r, v = results[i], loaded[i][1]
                 r.__dict__.update(out)
+                if r.error is not None and on_error == "raise":  # e.g. non-finite outputs (see _run)
+                    raise ValueError(r.error)
                 r.notes = v.notes + (["untrained assessor: its scores mean nothing"] if not self.config.trained_stages
                                      else [])
                 r.frame_indices = v.frame_indices if not v.is_image else [0]
@@ -272,6 +283,9 @@ class Assessor:
 
     @torch.inference_mode()
     def _run(self, visuals: list[Visual], saliency: bool, describe: bool, with_distortions: bool = True) -> list[dict]:
+        """One result dict per visual, the fields of its ``Assessment``. An input whose outputs are not
+        finite (NaN or inf scores, level probabilities, saliency or OOD score) gets only an ``error``:
+        no number of it is trustworthy, and a NaN score must not reach a results file as a null."""
         pixels = preprocess_videos(self.processor, visuals)  # once for every question below
         batch = build_batch(self.processor, visuals, LEVEL_TASKS, pixels=pixels).to(self.device)
         sizes = [v.original_size for v in visuals]
@@ -288,6 +302,16 @@ class Assessor:
             ood_scores, flagged = self.parts.ood.flag(vision_token_mean(out.video_features).cpu().numpy())
         results = []
         for b, v in enumerate(visuals):
+            maps = None
+            if saliency:
+                maps = torch.sigmoid(out.saliency_logits[b].float()).cpu().numpy()  # (t, H, W), one per temporal patch
+            outputs = {"scores": scores[b], "level probabilities": probs[b], "saliency": maps,
+                       "ood_score": ood_scores[b]}
+            bad = [name for name, x in outputs.items() if x is not None and not np.isfinite(x).all()]
+            if bad:
+                results.append({"error": f"{v.source}: the model's {', '.join(bad)} for this input are not finite "
+                                         "(NaN or inf); no scores are given"})
+                continue
             level_probs = {dim: dict(zip(LEVELS, probs[b, j].tolist())) for j, dim in enumerate(LEVEL_TASKS)}
             res = {
                 "quality": float(scores[b, 0]), "authenticity": float(scores[b, 1]),
@@ -299,7 +323,6 @@ class Assessor:
                 "out_of_distribution": None if flagged[b] is None else bool(flagged[b]),
             }
             if saliency:
-                maps = torch.sigmoid(out.saliency_logits[b].float()).cpu().numpy()  # (t, H, W), one per temporal patch
                 patch = self.parts.geometry.temporal_patch_size
                 res["saliency"] = maps[0] if v.is_image else np.repeat(maps, patch, axis=0)[: len(v.frames)]
             results.append(res)
@@ -307,14 +330,17 @@ class Assessor:
 
     def features(self, items: list, batch_size: int = 4, workers: int = 0, progress: bool = False) -> np.ndarray:
         """(n, d) float32: each input's mean merged vision token, the feature ``lmmeval.model.ood``
-        models (``lmmeval calibrate-ood`` fits it on the training videos). An unreadable input raises."""
+        models (``lmmeval calibrate-ood`` fits it on the training videos). An unreadable input raises.
+        ``workers`` as in ``assess``."""
         from tqdm.auto import tqdm
 
         self.model.eval()
         loading = _Loading(self.config.sampling, self.parts.geometry, False)
         out = []
-        with tqdm(total=len(items), desc="features", unit="input", disable=not progress) as bar:
-            for loaded in _loaded_batches(list(items), loading, batch_size, workers):
+        batches = _loaded_batches(list(items), loading, batch_size, workers)
+        with tqdm(total=len(items), desc="features", unit="input", disable=not progress) as bar, \
+                contextlib.closing(batches):  # decode workers end with the loop, however it ends
+            for loaded in batches:
                 bad = [v for _, v in loaded if isinstance(v, str)]
                 if bad:
                     raise ValueError(bad[0])
@@ -369,42 +395,49 @@ class Assessor:
 
 @dataclass(frozen=True)
 class _Loading:
-    """How inputs are loaded: picklable, so DataLoader workers can do it."""
+    """How inputs are loaded (``lmmeval.io.media.load_or_error`` with the model's sampling):
+    picklable, and its ``args`` are what decode worker processes call that function with."""
 
     sampling: SamplingConfig
     geometry: PatchGeometry
     keep_frames: bool
 
+    @property
+    def args(self) -> tuple:
+        return (self.sampling, self.geometry, self.keep_frames)
+
     def __call__(self, item) -> tuple[str, Visual | str]:
         """(source, Visual) or (source, error message): loading errors travel as data, so that
-        worker processes can report them and a batch run can carry on."""
-        source = str(item) if isinstance(item, (str, Path)) else f"<{type(item).__name__}>"
-        t0 = time.perf_counter()
-        try:
-            visual = load_visual(item, self.sampling, self.geometry, keep_source=self.keep_frames)
-        except (ValueError, FileNotFoundError, OSError) as err:
-            return source, str(err)
-        visual.load_s = time.perf_counter() - t0
-        return source, visual
+        a batch run can report them and carry on."""
+        return load_or_error(item, *self.args)
 
 
-class _Inputs(torch.utils.data.Dataset):
-    def __init__(self, items, loading: _Loading):
-        self.items, self.loading = items, loading
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.loading(self.items[i])
+# Batches decoded ahead of the one the model is on, with decode workers.
+AHEAD_BATCHES = 2
 
 
 def _loaded_batches(items, loading: _Loading, batch_size: int, workers: int):
-    """Batches of loaded inputs, decoded in the caller (workers=0) or ahead of it in worker processes."""
-    if workers == 0:
+    """Batches of loaded inputs, in input order.
+
+    ``workers=0`` decodes in the caller. ``workers >= 1`` decodes files in that many separate
+    processes (``lmmeval.io.decode_pool``), ``AHEAD_BATCHES`` batches ahead of the caller, so that a
+    decoder's crash costs only its input (an error naming the signal and the file) and decoding
+    overlaps the model; in-memory inputs (arrays, PIL images) are loaded in the caller either way.
+    The workers are killed when the batches end, are abandoned, or a KeyboardInterrupt stops them.
+    """
+    files = [i for i, item in enumerate(items) if isinstance(item, (str, Path))]
+    if workers == 0 or not files:
         for start in range(0, len(items), batch_size):
             yield [loading(item) for item in items[start:start + batch_size]]
         return
-    loader = torch.utils.data.DataLoader(_Inputs(items, loading), batch_size=batch_size, num_workers=workers,
-                                         collate_fn=list, prefetch_factor=2)
-    yield from loader
+    from ..io.decode_pool import DecodePool
+
+    with DecodePool(min(workers, len(files)), loading.args) as pool:
+        submitted = 0  # files[:submitted] are with the pool
+        for start in range(0, len(items), batch_size):
+            horizon = start + batch_size * (1 + AHEAD_BATCHES)
+            while submitted < len(files) and files[submitted] < horizon:
+                pool.submit(files[submitted], str(items[files[submitted]]))
+                submitted += 1
+            yield [pool.result(i) if isinstance(items[i], (str, Path)) else loading(items[i])
+                   for i in range(start, min(start + batch_size, len(items)))]

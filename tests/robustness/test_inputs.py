@@ -122,14 +122,18 @@ def test_assess_raises_with_the_file_name(tiny_assessor, inputs):
         tiny_assessor.assess(str(inputs / "truncated.mp4"))
 
 
-def test_score_cli_continues_past_failures(tiny_assessor, inputs, tmp_path):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_score_cli_continues_past_failures(tiny_assessor, inputs, tmp_path, workers):
+    """In this process and in a decode worker process, the same rows."""
     ckpt = tiny_assessor.save_pretrained(tmp_path / "ckpt")
     out = tmp_path / "r.jsonl"
-    files = [str(inputs / n) for n in CASES]
-    assert main(["score", *files, "--model", str(ckpt), "--out", str(out), "--device", "cpu", "-q"]) == 1
+    cases = {n: e for n, e in CASES.items() if n != "missing.mp4"}  # a missing named input stops score before it starts
+    files = [str(inputs / n) for n in cases]
+    assert main(["score", *files, "--model", str(ckpt), "--out", str(out), "--device", "cpu", "-q",
+                 "--workers", str(workers)]) == 1
     rows = {json.loads(line)["id"]: json.loads(line) for line in out.read_text().splitlines()}
-    assert set(rows) == set(CASES)  # nothing dropped, failures included
-    for name, expected in CASES.items():
+    assert set(rows) == set(cases)  # nothing dropped, failures included
+    for name, expected in cases.items():
         if expected == "ok":
             assert rows[name]["error"] is None and rows[name]["quality"] is not None
         else:
