@@ -5,6 +5,7 @@ size on the Gen3DHF orbit; bad assets named; one mesh scored end to end through 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,7 +147,9 @@ def test_score_renders_a_mesh_then_scores_it(assets, tmp_path, capsys):
     assert main(argv) == 0
     row = json.loads(out.read_text())
     assert row["path"] == str(assets["ply"].resolve()) and row["error"] is None and 0 <= row["quality"] <= 100
-    assert row["notes"][0].startswith("rendered to ") and (tmp_path / "r.jsonl.renders" / "ply_head.mp4").is_file()
+    video = Path(row["notes"][0].removeprefix("rendered to ").removesuffix(" by lmmeval render"))
+    assert row["notes"][0].startswith("rendered to ") and video.is_file() and video.name.startswith("ply_head")
+    assert video.parent == tmp_path / "r.jsonl.renders" and video.with_name(video.stem + "_views.png").is_file()
 
 
 def test_readme_example_heads_render_and_make_a_contact_sheet(tmp_path):
@@ -170,7 +173,8 @@ def test_readme_example_heads_render_and_make_a_contact_sheet(tmp_path):
     sheet = tmp_path / "sheet.png"
     subprocess.run([sys.executable, str(root / "data_prep" / "contact_sheet.py"), "--rendered", str(tmp_path / "r"),
                     str(sheet)], check=True, capture_output=True)
-    width, height = Image.open(sheet).size
+    with Image.open(sheet) as image:
+        width, height = image.size
     assert width == 3 * 48 and height == 4 * (48 + 16)  # four rows of -45/0/+45 views, each with its label
 
 
@@ -192,3 +196,236 @@ def test_assets_sharing_a_name_get_their_own_videos(assets, tmp_path):
     done = render_assets([tmp_path / "in"], tmp_path / "out", SMALL, progress=False)
     assert [r.video for r in done] == [tmp_path / "out" / "a" / "model.mp4", tmp_path / "out" / "b" / "model.mp4"]
     assert all(r.video.is_file() and r.views.is_file() for r in done)
+
+
+# --- Interrupts, atomic outputs, texture memory, render keys -------------------------------------
+
+
+def test_a_frame_that_sigint_cut_short_is_refused(assets):
+    """Mitsuba catches SIGINT while it renders, whatever handler was set (here: ignore it, as the
+    render workers do), and may return the frame as far as it got, dark where it had not reached:
+    such a frame raises instead. Signals late in a frame (an early one Mitsuba lets pass) until one
+    cuts a frame short; every frame that does come back is the whole frame."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from lmmeval.render.scene import FrameInterrupted, FrameRenderer
+
+    renderer = FrameRenderer(load_asset(assets["ply"]), 128, 32)
+    start = time.monotonic()
+    whole = renderer.render(0.0).astype(int)
+    took = time.monotonic() - start
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    refused = 0
+    try:
+        for share in (0.8, 0.7, 0.9, 0.6, 0.85, 0.75, 0.95, 0.65):  # of a frame's time; it varies with the load
+            timer = threading.Timer(share * took, os.kill, (os.getpid(), signal.SIGINT))
+            start = time.monotonic()
+            timer.start()
+            try:
+                frame = renderer.render(0.0)
+            except FrameInterrupted as err:
+                assert "interrupted" in str(err)
+                refused += 1
+                break
+            else:
+                assert np.abs(frame.astype(int) - whole).max() <= 1, "a frame cut short came back"
+                took = time.monotonic() - start
+            finally:
+                timer.cancel()
+                timer.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert refused
+
+
+def test_an_interrupt_that_a_library_swallows_still_stops_the_asset(assets, tmp_path, monkeypatch):
+    """trimesh catches BaseException in places (a Ctrl-C while it computes normals becomes a warning):
+    the signal is noted and the render stops after loading, leaving no file."""
+    import os
+    import signal
+    import time
+
+    import lmmeval.render as render
+
+    real = render.load_asset
+
+    def swallowing(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # KeyboardInterrupt, raised here ...
+            time.sleep(1)
+        except BaseException:  # ... and swallowed, as trimesh does
+            pass
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(render, "load_asset", swallowing)
+    with pytest.raises(KeyboardInterrupt):
+        render_asset(assets["ply"], tmp_path, SMALL)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("output", ["video", "views"])
+def test_an_interrupted_write_leaves_neither_output_nor_a_partial_file(assets, tmp_path, monkeypatch, output):
+    """Interrupted while the video (or the views image) is being written: no file of the asset is
+    left, under its final name or a temporary one (the views image, written first, goes too)."""
+    from PIL import Image
+
+    import lmmeval.io.media as media
+
+    def interrupted(path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"half a file")
+        raise KeyboardInterrupt
+
+    if output == "video":
+        monkeypatch.setattr(media, "write_video", interrupted)
+    else:
+        monkeypatch.setattr(Image.Image, "save", lambda self, path, *a, **k: interrupted(path))
+    with pytest.raises(KeyboardInterrupt):
+        render_asset(assets["ply"], tmp_path, SMALL)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_render_worker_that_dies_fails_that_render_and_the_pool_recovers(assets):
+    """A worker killed (out of memory, a crash in Mitsuba): the render in hand fails with a clear
+    error (an asset error in `lmmeval render`); the pool starts new workers for the next."""
+    import os
+    import signal
+
+    from lmmeval.render.pool import RenderError, RenderPool
+
+    head = load_asset(assets["ply"])
+    with RenderPool(workers=1) as pool:
+        first = pool.render(head, [0.0], 32, 1)
+        os.kill(pool.pids[0], signal.SIGKILL)
+        with pytest.raises(RenderError, match="ended unexpectedly"):
+            pool.render(head, [0.0], 32, 1)
+        assert np.array_equal(pool.render(head, [0.0], 32, 1), first)  # new workers, the same frame
+
+
+def _srgb_reference(value: int) -> float:
+    c = value / 255
+    return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+
+def test_srgb8_table_matches_the_transfer_function():
+    from lmmeval.render.assets import srgb8_to_linear
+
+    values = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    linear = srgb8_to_linear(values)
+    assert linear.dtype == np.float32 and linear.shape == (16, 16)
+    assert np.allclose(linear.ravel(), [_srgb_reference(v) for v in range(256)], atol=1e-7)
+    with pytest.raises(ValueError, match="uint8"):
+        srgb8_to_linear(values.astype(np.float32))
+
+
+def _huge_texture_obj(folder):
+    """An .obj head with an 8000x8000 texture: skin, the right side (u < 0.2) red. A PNG of a few
+    colours: small on disk, 8000x8000 once decoded."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir()
+    mesh, uv = _egg()
+    mesh.visual = trimesh.visual.TextureVisuals(uv=uv, image=Image.new("RGB", (8, 8), SKIN))
+    mesh.export(folder / "head.obj")  # head.obj, material.mtl, material_0.png
+    texture = Image.new("RGB", (8000, 8000), SKIN)
+    ImageDraw.Draw(texture).rectangle([0, 0, 1599, 7999], fill=RED)
+    texture.save(folder / "material_0.png", compress_level=1)
+    return folder / "head.obj"
+
+
+def test_a_huge_texture_is_capped_before_conversion_and_noted(tmp_path):
+    """An 8000x8000 texture loads as a 2048x2048 float32 one, with a note, in well under 400 MB more
+    than a small mesh takes (float64 arrays of it took 7.8 GB); its colours survive the downscale.
+    Loaded in a process of its own, whose peak memory is its own."""
+    import subprocess
+    import sys
+
+    obj = _huge_texture_obj(tmp_path / "huge")
+    small = tmp_path / "small.ply"
+    _egg()[0].export(small)
+    script = ("import json, resource, sys\n"
+              "from lmmeval.render.assets import load_asset\n"
+              "resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))  # fail fast, not swap\n"
+              "load_asset(sys.argv[2])\n"
+              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              "head = load_asset(sys.argv[1])\n"
+              "grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024\n"
+              "t = head.texture\n"
+              "print(json.dumps({'grew_mb': grew, 'shape': t.shape, 'dtype': str(t.dtype), 'notes': head.notes,\n"
+              "                  'red': t[1000, 100].tolist(), 'skin': t[1000, 1500].tolist()}))\n")
+    run = subprocess.run([sys.executable, "-c", script, str(obj), str(small)], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    loaded = json.loads(run.stdout.splitlines()[-1])
+    assert loaded["grew_mb"] < 400
+    assert loaded["shape"] == [2048, 2048, 3] and loaded["dtype"] == "float32"
+    assert loaded["notes"] == ["texture 8000x8000 downscaled to 2048x2048 (textures are capped at 2048 px a side)"]
+    assert np.allclose(loaded["red"], [1, 0, 0], atol=1e-3)
+    assert np.allclose(loaded["skin"], [_srgb_reference(c) for c in SKIN], atol=1e-3)
+
+
+def test_referenced_files_of_each_format(assets, tmp_path):
+    from lmmeval.render import referenced_files
+
+    obj = assets["obj"]
+    assert referenced_files(obj) == [(obj.parent / "material.mtl").resolve(), (obj.parent / "material_0.png").resolve()]
+    assert referenced_files(assets["glb"]) == [] and referenced_files(assets["ply"]) == []
+    # A .gltf with external files: a buffer whose name is URI-encoded, an image, an embedded buffer,
+    # and a missing image (not listed).
+    (tmp_path / "head data.bin").write_bytes(b"\0" * 12)
+    (tmp_path / "skin.png").write_bytes(b"png")
+    (tmp_path / "head.gltf").write_text(json.dumps({
+        "asset": {"version": "2.0"},
+        "buffers": [{"uri": "head%20data.bin", "byteLength": 12}, {"uri": "data:application/octet-stream;base64,AA=="}],
+        "images": [{"uri": "skin.png"}, {"uri": "gone.png"}]}))
+    assert referenced_files(tmp_path / "head.gltf") == [(tmp_path / "head data.bin").resolve(),
+                                                       (tmp_path / "skin.png").resolve()]
+    # .mtl maps with options and a name with spaces; a .ply's TextureFile comment.
+    (tmp_path / "my skin.jpg").write_bytes(b"jpg")
+    (tmp_path / "bump.png").write_bytes(b"png")
+    (tmp_path / "m.mtl").write_text("newmtl a\nmap_Kd -s 1 1 1 -o 0 0 my skin.jpg\nbump -bm 0.5 bump.png\n")
+    (tmp_path / "m.obj").write_text("mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    assert referenced_files(tmp_path / "m.obj") == [(tmp_path / p).resolve() for p in ("m.mtl", "my skin.jpg",
+                                                                                        "bump.png")]
+    (tmp_path / "t.ply").write_text("ply\nformat ascii 1.0\ncomment TextureFile skin.png\nelement vertex 0\n"
+                                    "end_header\n")
+    assert referenced_files(tmp_path / "t.ply") == [(tmp_path / "skin.png").resolve()]
+    assert referenced_files(tmp_path / "missing.obj") == []
+
+
+def test_render_key_follows_the_content_and_the_pixel_settings(assets, tmp_path):
+    import dataclasses
+    import shutil
+
+    from lmmeval.render import render_key
+
+    folder = tmp_path / "obj"
+    shutil.copytree(assets["obj"].parent, folder)
+    obj = folder / "obj_head.obj"
+    key = render_key(obj, SMALL)
+    assert len(key) == 64 and int(key, 16) >= 0 and key == render_key(obj, SMALL)
+    # Where and with how many processes it renders: the same pixels, the same key.
+    assert render_key(obj, dataclasses.replace(SMALL, workers=3, gpu=False)) == key
+    moved = tmp_path / "moved"
+    shutil.copytree(folder, moved)
+    assert render_key(moved / "obj_head.obj", SMALL) == key
+    # Every setting that changes the pixels changes it.
+    changed = {"size": 64, "fps": 5, "seconds": 3.0, "orbit_deg": 120.0, "spp": 3, "front": "+x"}
+    keys = {name: render_key(obj, dataclasses.replace(SMALL, **{name: value})) for name, value in changed.items()}
+    keys["up"] = render_key(obj, dataclasses.replace(SMALL, up="z", front="+x"))  # the front as above: up alone
+    assert key not in keys.values() and len(set(keys.values())) == len(changed) + 1
+    assert render_key(obj, dataclasses.replace(SMALL, seconds=2)) == key  # 2 and 2.0: the same setting
+    # So does a changed texture, .mtl or mesh.
+    texture = folder / "material_0.png"
+    original = texture.read_bytes()
+    _texture().transpose(0).save(texture)
+    assert render_key(obj, SMALL) != key
+    texture.write_bytes(original)
+    assert render_key(obj, SMALL) == key
+    (folder / "material.mtl").write_text((folder / "material.mtl").read_text() + "\n# edited\n")
+    assert render_key(obj, SMALL) != key
+    with pytest.raises(OSError):
+        render_key(tmp_path / "gone.obj", SMALL)

@@ -3,8 +3,14 @@
 Each asset (.glb, .gltf, .obj with .mtl, .ply) becomes ``<stem>.mp4``, the camera orbiting the still
 head from one profile to the other through the front (``lmmeval.orbit``; the paper's 512x512, 60 fps,
 4 s, 180 deg by default), and ``<stem>_views.png``, its -45/0/+45 degree snapshots side by side (as
-the annotators saw them). Frames are rendered in parallel over worker processes; a video is written
-to a temporary file and renamed when complete, so ``resume`` skips exactly the finished assets.
+the annotators saw them). Frames are rendered in worker processes (``pool``), never in the calling
+one, so that Ctrl-C and SIGTERM (KeyboardInterrupt here) stop a run within moments: the workers are
+ended, the asset under way leaves nothing behind, the finished ones stay. The video and the views
+image are each written to a temporary name and renamed when complete, so ``resume`` skips exactly
+the assets whose two outputs exist. Frame i of a video is seeded by i: the same video whatever the
+number of workers.
+
+``render_key`` (``keys``) names a render by what makes its pixels, for caches of rendered videos.
 
 An optional extra: ``pip install 'lmmeval[render]'`` (Mitsuba 3 and trimesh).
 """
@@ -19,9 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from ..orbit import SNAPSHOT_VIEWS, orbit_azimuths
-from .assets import MESH_SUFFIXES, AssetError, load_asset
+from .assets import MAX_TEXTURE_SIDE, MESH_SUFFIXES, AssetError, load_asset, referenced_files
+from .interrupts import InterruptGuard
+from .keys import render_key
+from .pool import RenderError
+from .scene import RENDERER_VERSION
 
-__all__ = ["MESH_SUFFIXES", "AssetError", "RenderConfig", "Rendered", "render_asset", "render_assets"]
+__all__ = ["MAX_TEXTURE_SIDE", "MESH_SUFFIXES", "RENDERER_VERSION", "AssetError", "RenderConfig", "Rendered",
+           "referenced_files", "render_asset", "render_assets", "render_frames", "render_key"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +44,7 @@ class RenderConfig:
     spp: int = 4  # samples per pixel (the light is direct only: a few are clean)
     up: str = "y"  # the asset's up axis: y or z
     front: str = "+z"  # the direction the face looks in the asset's coordinates
-    workers: int = 1  # rendering processes
+    workers: int = 1  # rendering processes (one where the variant renders over the whole machine)
     gpu: bool = True  # use Mitsuba's CUDA variant when a GPU is there
 
     def __post_init__(self) -> None:
@@ -87,91 +98,113 @@ def output_names(files: list[Path]) -> dict[Path, str]:
 
 
 def render_asset(asset: str | Path, out_dir: str | Path, config: RenderConfig = RenderConfig(),
-                 progress=None, name: str | None = None) -> Rendered:
+                 progress=None, name: str | None = None, pool=None) -> Rendered:
     """Render one asset (see the module docstring) to ``output_paths(asset, out_dir, name)``;
-    ``progress(n)`` is called as frames finish. Raises ``AssetError`` (naming the file) for an asset
-    that cannot be rendered."""
+    ``progress(n)`` is called as frames finish; ``pool``: a ``RenderPool`` to render with (default:
+    one for this asset). Raises ``AssetError`` (naming the file) for an asset that cannot be
+    rendered. Interrupted (or failing), it leaves no file of the asset: neither output, nor a
+    temporary one."""
     from PIL import Image
 
     from ..io.media import write_video
 
     video, views = output_paths(asset, out_dir, name)
     video.parent.mkdir(parents=True, exist_ok=True)
-    head = load_asset(asset, config.up, config.front)
-    azimuths = orbit_azimuths(config.num_frames, config.orbit_deg)
-    frames = render_frames(head, azimuths, config, progress)
-    snapshots = render_frames(head, np.array(SNAPSHOT_VIEWS, dtype=float), config)
-    Image.fromarray(np.concatenate(list(snapshots), axis=1)).save(views)
-    partial = video.with_name(video.stem + ".partial.mp4")
-    write_video(partial, frames, config.fps)
-    partial.replace(video)  # a video exists only once complete
+    with InterruptGuard() as interrupt:  # trimesh swallows KeyboardInterrupt: checked after it
+        head = load_asset(asset, config.up, config.front)
+        interrupt.check()
+        azimuths = orbit_azimuths(config.num_frames, config.orbit_deg)
+        try:
+            with _pool_for(config, pool) as renderer:
+                frames = renderer.render(head, azimuths, config.size, config.spp, progress=progress)
+                snapshots = renderer.render(head, np.array(SNAPSHOT_VIEWS, dtype=float), config.size, config.spp)
+        except RenderError as err:
+            raise AssetError(f"{asset}: rendering failed: {err}") from None
+        interrupt.check()
+        _write_atomically(views, lambda path: Image.fromarray(np.concatenate(list(snapshots), axis=1)).save(path))
+        try:
+            _write_atomically(video, lambda path: write_video(path, frames, config.fps))
+        except BaseException:
+            views.unlink(missing_ok=True)  # an asset's outputs are there both or not at all
+            raise
+        interrupt.check()  # the outputs are complete: they stay, and the run stops
     return Rendered(source=str(asset), video=video, views=views, notes=head.notes)
 
 
-def render_frames(head, azimuths: np.ndarray, config: RenderConfig, progress=None) -> np.ndarray:
-    """uint8 (T, size, size, 3) frames of ``head`` at ``azimuths``, over ``config.workers`` processes."""
-    from .scene import FrameRenderer, pick_variant
-
-    variant = pick_variant(config.gpu)
-    if config.workers == 1 or variant.startswith("cuda") or len(azimuths) < 2 * config.workers:
-        renderer = FrameRenderer(head, config.size, config.spp, variant)
-        frames = []
-        for i, azimuth in enumerate(azimuths):
-            frames.append(renderer.render(float(azimuth), seed=i))
-            if progress:
-                progress(1)
-        return np.stack(frames)
-    from concurrent.futures import ProcessPoolExecutor
-
-    # Chunks of a few frames: the progress bar moves as they finish, and a slow chunk holds no one up.
-    chunks = np.array_split(np.arange(len(azimuths)), min(len(azimuths), 4 * config.workers))
-    frames = [None] * len(azimuths)
-    with ProcessPoolExecutor(config.workers, initializer=_init_worker, initargs=(head, config, variant)) as pool:
-        for indices, rendered in zip(chunks, pool.map(_render_chunk, [(c, azimuths[c]) for c in chunks])):
-            for i, frame in zip(indices, rendered):
-                frames[i] = frame
-            if progress:
-                progress(len(indices))
-    return np.stack(frames)
+def partial_path(path: Path) -> Path:
+    """Where ``path`` is written before it is complete: ``x.mp4`` -> ``x.partial.mp4`` (the suffix
+    kept: it tells the writers the format)."""
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
 
 
-_WORKER: dict = {}
+def _write_atomically(path: Path, write) -> None:
+    """``write(temporary)``, then rename it to ``path``: ``path`` exists only once complete, and an
+    interrupted write leaves nothing."""
+    partial = partial_path(path)
+    try:
+        write(partial)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
-def _init_worker(head, config: RenderConfig, variant: str) -> None:
-    from .scene import FrameRenderer
+def render_frames(head, azimuths: np.ndarray, config: RenderConfig, progress=None, pool=None) -> np.ndarray:
+    """uint8 (T, size, size, 3) frames of ``head`` at ``azimuths`` (frame i seeded by i), over
+    ``config.workers`` processes (or ``pool``'s)."""
+    with _pool_for(config, pool) as renderer:
+        return renderer.render(head, azimuths, config.size, config.spp, progress=progress)
 
-    _WORKER["renderer"] = FrameRenderer(head, config.size, config.spp, variant)
+
+class _Borrowed:
+    """A caller's pool, lent for a ``with`` block: ended on an exception, left open otherwise."""
+
+    def __init__(self, pool):
+        self.pool = pool
+
+    def __enter__(self):
+        return self.pool
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is not None and not issubclass(kind, RenderError):  # RenderPool ends itself on those
+            self.pool.terminate()
 
 
-def _render_chunk(job) -> list[np.ndarray]:
-    indices, azimuths = job
-    # Seeded by frame index: the same frames whatever the number of workers.
-    return [_WORKER["renderer"].render(float(a), seed=int(i)) for i, a in zip(indices, azimuths)]
+def _pool_for(config: RenderConfig, pool=None):
+    from .pool import RenderPool
+
+    return RenderPool(config.workers, config.gpu) if pool is None else _Borrowed(pool)
 
 
 def render_assets(assets: list[str | Path], out_dir: str | Path, config: RenderConfig = RenderConfig(),
-                  resume: bool = False, progress: bool = True) -> list[Rendered]:
+                  resume: bool = False, progress: bool = True, names: dict[Path, str] | None = None) -> list[Rendered]:
     """Render every asset (files, or folders searched for mesh files) into ``out_dir``; an asset that
-    fails becomes a ``Rendered`` with its ``error`` and the batch goes on. With ``resume``, assets whose
-    video is complete are skipped."""
+    fails becomes a ``Rendered`` with its ``error`` and the batch goes on. ``names``: output names
+    (see ``output_paths``) for some of the asset files, the others named by ``output_names``. With
+    ``resume``, assets whose video and views image are both complete are skipped. On
+    KeyboardInterrupt the render workers are ended and the asset under way leaves no file; the
+    finished assets' files stay."""
     from tqdm import tqdm
 
+    from .pool import RenderPool
+
     files = collect_assets(assets)
-    names = output_names(files)
+    names = {**output_names(files), **{Path(f): n for f, n in (names or {}).items()}}
     paths = {f: output_paths(f, out_dir, names[f]) for f in files}
     todo = [f for f in files if not (resume and all(p.is_file() for p in paths[f]))]
     results = {str(f): Rendered(source=str(f), video=paths[f][0], views=paths[f][1], skipped=True)
                for f in files if f not in todo}
     bar = tqdm(total=len(todo) * config.num_frames, desc="rendering", unit="frame", disable=not progress)
-    for f in todo:
-        bar.set_postfix_str(Path(f).name)
-        try:
-            results[str(f)] = render_asset(f, out_dir, config, progress=bar.update, name=names[f])
-        except AssetError as err:
-            results[str(f)] = Rendered(source=str(f), error=str(err))
-            bar.write(f"render: {err}")
-    bar.close()
+    try:
+        with RenderPool(config.workers, config.gpu) as pool:  # its workers serve every asset in turn
+            for f in todo:
+                bar.set_postfix_str(Path(f).name)
+                try:
+                    results[str(f)] = render_asset(f, out_dir, config, progress=bar.update, name=names[f], pool=pool)
+                except AssetError as err:
+                    results[str(f)] = Rendered(source=str(f), error=str(err))
+                    bar.write(f"render: {err}")
+    finally:
+        bar.close()
     return [results[str(f)] for f in files]
 
 

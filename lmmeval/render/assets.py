@@ -4,8 +4,17 @@ Loaded with trimesh (Mitsuba's own .obj reader ignores .mtl files): positions, t
 normals, and the surface colour as a base-colour texture with its UVs, as vertex colours, or as one
 material colour. The mesh is turned so that ``up`` points along +y and the face (``front``) along
 +z, centred on its bounding box and scaled to a bounding sphere of radius 1, so every asset is
-framed alike. Colours come out linear (sRGB decoded), textures as float arrays, UVs with v flipped
-for Mitsuba's image origin.
+framed alike. Colours come out linear (sRGB decoded through a 256-entry table: float32, never a
+float64 copy of a texture), textures as float arrays, UVs with v flipped for Mitsuba's image origin.
+
+Textures are capped at ``MAX_TEXTURE_SIDE`` pixels a side before they are converted: a frame of the
+protocol (512 px, the head filling most of it) shows no more texels than that, while an 8k x 8k
+texture as float32 would take 768 MB in every render worker. A downscaled texture is noted in the
+head's ``notes``. The cap is applied to the textures of the file's meshes before they are merged
+into one (merging copies them). Only the base colour is rendered; other maps are dropped on load.
+
+``referenced_files`` lists the files a mesh file names (material libraries, textures, glTF buffers):
+the render cache keys on them, and folder scoring does not take them for inputs.
 
 Bad input is an ``AssetError`` naming the file: unreadable, no triangles, non-finite vertices, a
 3D Gaussian-splat .ply (no renderer for those here). A texture an .mtl names that is missing is not
@@ -14,9 +23,12 @@ an error: the mesh renders untextured, and ``notes`` says so (the row of `lmmeva
 
 from __future__ import annotations
 
+import json
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -25,6 +37,11 @@ AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0), "+
 UP = {"y": "+y", "z": "+z"}
 # A 3D Gaussian-splat .ply stores per-point spherical-harmonic colour, opacity, scale and rotation.
 SPLAT_PROPERTIES = ("f_dc_0", "opacity", "scale_0", "rot_0")
+MAX_TEXTURE_SIDE = 2048  # pixels; see the module docstring
+# The glTF material maps other than the base colour: never rendered, so not carried along.
+UNUSED_PBR_MAPS = ("normalTexture", "emissiveTexture", "occlusionTexture", "metallicRoughnessTexture")
+# .mtl statements that name a file (the texture maps, bump and displacement maps, reflection maps).
+MTL_FILE_STATEMENT = re.compile(r"^\s*(map_\w+|bump|disp|decal|refl|norm)\s+(.+?)\s*$", flags=re.M)
 
 
 class AssetError(ValueError):
@@ -45,9 +62,22 @@ class HeadMesh:
 
 
 def srgb_to_linear(values: np.ndarray) -> np.ndarray:
-    """sRGB-encoded values in [0, 1] -> linear (the sRGB transfer function)."""
+    """sRGB-encoded values in [0, 1] -> linear float32 (the sRGB transfer function); for a few values
+    (colours, the table below), not images: see ``srgb8_to_linear``."""
     v = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
     return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+SRGB8_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0)  # (256,) float32
+
+
+def srgb8_to_linear(values: np.ndarray) -> np.ndarray:
+    """uint8 sRGB values -> linear float32, through a 256-entry table: the result is the only array
+    made (4 bytes a value), where the formula would make several float64 temporaries."""
+    values = np.asarray(values)
+    if values.dtype != np.uint8:
+        raise ValueError(f"expected uint8 values, got {values.dtype}")
+    return SRGB8_TO_LINEAR[values]
 
 
 def orientation(up: str, front: str) -> np.ndarray:
@@ -75,7 +105,9 @@ def load_asset(path: str | Path, up: str = "y", front: str = "+z") -> HeadMesh:
         _refuse_splats(path)
     notes = _missing_textures(path) if path.suffix.lower() == ".obj" else []
     try:
-        mesh = trimesh.load(path, force="mesh", process=False)
+        scene = trimesh.load_scene(path, process=False)  # textures are opened here, not yet decoded
+        _cap_textures(scene, notes)
+        mesh = scene.to_mesh()  # one mesh: copies each part, its (by now capped) textures with it
     except Exception as err:  # trimesh raises many error types for broken input
         raise AssetError(f"{path}: cannot read the mesh ({type(err).__name__}: {str(err).splitlines()[0][:200]})") \
             from None
@@ -110,16 +142,55 @@ def _colour(head: HeadMesh, mesh) -> None:
             factor = getattr(material, "diffuse", None)
         uv = getattr(visual, "uv", None)
         if image is not None and uv is not None and len(uv) == len(head.vertices):
-            rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-            head.texture = srgb_to_linear(rgb)
+            image = _capped(image, head.notes)  # parts merged into one may have packed their textures larger
+            head.texture = srgb8_to_linear(np.asarray(image.convert("RGB")))
             head.uvs = np.column_stack([uv[:, 0], 1.0 - uv[:, 1]]).astype(np.float32)  # Mitsuba's image origin
             return
         if factor is not None:
             head.base_color = tuple(srgb_to_linear(np.asarray(factor[:3], np.float32) / 255.0).tolist())
         return
     if visual.kind in ("vertex", "face"):
-        colors = np.asarray(visual.vertex_colors, dtype=np.float32)[:, :3] / 255.0  # face colours spread to vertices
-        head.colors = srgb_to_linear(colors)
+        colors = np.asarray(visual.vertex_colors, dtype=np.uint8)[:, :3]  # face colours spread to vertices
+        head.colors = srgb8_to_linear(np.ascontiguousarray(colors))
+
+
+def _cap_textures(scene, notes: list[str]) -> None:
+    """Downscale, in place, every base-colour texture of ``scene``'s meshes that is larger than
+    ``MAX_TEXTURE_SIDE`` (noted), and drop the maps that are never rendered."""
+    capped: dict[int, object] = {}  # one image shared by several parts is downscaled once
+    for geometry in scene.geometry.values():
+        material = getattr(getattr(geometry, "visual", None), "material", None)
+        if material is None:
+            continue
+        for unused in UNUSED_PBR_MAPS:
+            if getattr(material, unused, None) is not None:
+                setattr(material, unused, None)
+        attribute = "baseColorTexture" if getattr(material, "baseColorTexture", None) is not None else "image"
+        image = getattr(material, attribute, None)
+        if image is None or not hasattr(image, "size"):
+            continue
+        if id(image) not in capped:
+            capped[id(image)] = _capped(image, notes)
+        setattr(material, attribute, capped[id(image)])
+
+
+def _capped(image, notes: list[str]):
+    """``image`` (PIL), no side longer than ``MAX_TEXTURE_SIDE``: downscaled keeping its aspect."""
+    from PIL import Image
+
+    width, height = image.size
+    if max(width, height) <= MAX_TEXTURE_SIDE:
+        return image
+    scale = MAX_TEXTURE_SIDE / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image.draft("RGB", size)  # a JPEG is decoded at a fraction of its size; other formats in full
+    if image.mode not in ("L", "RGB", "RGBA"):  # palette and other modes: only these resample well
+        image = image.convert("RGB")
+    # reducing_gap: a fast integer box reduction first, then Lanczos over the last factor of 3.
+    small = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    notes.append(f"texture {width}x{height} downscaled to {size[0]}x{size[1]} "
+                 f"(textures are capped at {MAX_TEXTURE_SIDE} px a side)")
+    return small
 
 
 def _refuse_splats(path: Path) -> None:
@@ -146,3 +217,81 @@ def _missing_textures(obj: Path) -> list[str]:
             if not (mtl.parent / texture).is_file():
                 notes.append(f"texture {texture} named in {mtl_name} is missing: rendered untextured")
     return notes
+
+
+def referenced_files(asset: str | Path) -> list[Path]:
+    """The files that the mesh file ``asset`` names and that exist, resolved, each once, in the order
+    named: an .obj's material libraries (.mtl) and every map they name (map_Kd, bump, ...); a .gltf's
+    or .glb's external buffers and images (embedded data: URIs are not files); a .ply's texture
+    (``comment TextureFile``, as trimesh reads it). A file that cannot be read names nothing."""
+    path = Path(asset)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".obj":
+            found = _obj_references(path)
+        elif suffix in (".gltf", ".glb"):
+            found = _gltf_references(path)
+        elif suffix == ".ply":
+            found = _ply_references(path)
+        else:
+            found = []
+    except (OSError, ValueError, UnicodeDecodeError):  # unreadable or broken: load_asset names the fault
+        found = []
+    return list(dict.fromkeys(f.resolve() for f in found))
+
+
+def _named_file(text: str, folders: list[Path]) -> Path | None:
+    """The existing file that the end of ``text`` names, looked for in ``folders``: the longest run of
+    its last words (names may hold spaces; options such as ``-s 1 1 1`` come first)."""
+    words = text.split()
+    for start in range(len(words)):
+        name = " ".join(words[start:])
+        for candidate in (name, name.replace("\\", "/")):
+            for folder in folders:
+                if (folder / candidate).is_file():
+                    return folder / candidate
+    return None
+
+
+def _obj_references(obj: Path) -> list[Path]:
+    found = []
+    for line in re.findall(r"^\s*mtllib\s+(.+?)\s*$", obj.read_text(errors="replace"), flags=re.M):
+        # One library whose name has spaces, or several separated by spaces.
+        libraries = [obj.parent / line] if (obj.parent / line).is_file() else \
+            [obj.parent / name for name in line.split() if (obj.parent / name).is_file()]
+        for mtl in libraries:
+            found.append(mtl)
+            for _, rest in MTL_FILE_STATEMENT.findall(mtl.read_text(errors="replace")):
+                texture = _named_file(rest, [mtl.parent, obj.parent])
+                if texture is not None:
+                    found.append(texture)
+    return found
+
+
+def _gltf_references(path: Path) -> list[Path]:
+    if path.suffix.lower() == ".glb":
+        with open(path, "rb") as f:
+            magic, _, _ = struct.unpack("<4sII", f.read(12))
+            length, kind = struct.unpack("<I4s", f.read(8))
+            if magic != b"glTF" or kind != b"JSON":
+                return []
+            document = json.loads(f.read(length))
+    else:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    found = []
+    for entry in [*document.get("buffers", []), *document.get("images", [])]:
+        uri = entry.get("uri") if isinstance(entry, dict) else None
+        if isinstance(uri, str) and not uri.startswith("data:"):
+            file = path.parent / unquote(uri)
+            if file.is_file():
+                found.append(file)
+    return found
+
+
+def _ply_references(path: Path) -> list[Path]:
+    with open(path, "rb") as f:
+        header = f.read(65536)
+    end = header.find(b"end_header")
+    text = header[: end if end >= 0 else len(header)].decode("latin-1")
+    return [path.parent / name for name in re.findall(r"^comment\s+TextureFile\s+(.+?)\s*$", text, flags=re.M)
+            if (path.parent / name).is_file()]

@@ -6,6 +6,12 @@ AOV of the same pass). The background is the studio gradient `lmmeval synth` use
 from the mesh's bounding sphere (``assets.load_asset`` scales it to radius 1): the same apparent size
 for every asset. Mitsuba's scalar CPU variant renders everywhere; a CUDA variant is used when a GPU
 is there.
+
+Mitsuba catches SIGINT while it renders, whatever handler was set before (SIG_IGN included), and
+may stop early, returning the frame as far as it got (dark tiles); its integrator's
+``should_stop()`` then says so, and ``FrameRenderer.render`` raises ``FrameInterrupted`` rather
+than return such a frame. Frames are rendered in worker processes that a Ctrl-C does not reach
+(``lmmeval.render.pool``).
 """
 
 from __future__ import annotations
@@ -14,6 +20,11 @@ import numpy as np
 
 from ..orbit import camera_direction
 from .assets import HeadMesh, srgb_to_linear
+
+# Bump when anything that changes the pixels of a render changes: the scene, camera, light and
+# background here, the framing and colour handling of ``assets`` (its texture cap included), the
+# orbit. Cached renders are keyed on it (``lmmeval.render.keys.render_key``).
+RENDERER_VERSION = 1
 
 FIELD_OF_VIEW_DEG = 30.0
 MARGIN = 1.12  # the bounding sphere fills the frame's height to 1/MARGIN
@@ -28,21 +39,37 @@ def camera_distance() -> float:
     return MARGIN / np.sin(np.deg2rad(FIELD_OF_VIEW_DEG) / 2)
 
 
+# Variants that render one frame over the whole machine (every core, or the GPU): one process of
+# them at a time. The scalar variant renders one frame per process, so it runs in several.
+SINGLE_PROCESS_VARIANTS = ("cuda_", "llvm_")
+
+
+class FrameInterrupted(RuntimeError):
+    """Mitsuba stopped a frame early (a SIGINT reached the process that renders it)."""
+
+
 def pick_variant(prefer_gpu: bool = True) -> str:
-    """Mitsuba's variant: CUDA where a GPU answers (and was asked for), else the scalar CPU one."""
+    """Set and return Mitsuba's variant: CUDA where a GPU answers (and was asked for), else the scalar
+    CPU one. Dr.Jit's own check is asked, not torch's: importing torch would cost every render
+    process seconds and hundreds of MB."""
     import mitsuba as mi
 
     if prefer_gpu and "cuda_ad_rgb" in mi.variants():
         try:
-            import torch
+            import drjit as dr
 
-            if torch.cuda.is_available():
+            if dr.has_backend(dr.JitBackend.CUDA):
                 mi.set_variant("cuda_ad_rgb")
                 return "cuda_ad_rgb"
         except Exception:  # a CUDA variant that does not load here (driver, library): the CPU one then
             pass
     mi.set_variant("scalar_rgb")
     return "scalar_rgb"
+
+
+def single_process(variant: str) -> bool:
+    """Whether ``variant`` renders in one process only (see ``SINGLE_PROCESS_VARIANTS``)."""
+    return variant.startswith(SINGLE_PROCESS_VARIANTS)
 
 
 class FrameRenderer:
@@ -77,6 +104,8 @@ class FrameRenderer:
             "head": self.mesh,
         })
         out = np.array(mi.render(scene, seed=seed), dtype=np.float32)  # (h, w, 7): RGBA of the light, then albedo
+        if scene.integrator().should_stop():  # cut short by a SIGINT: part of the image is missing
+            raise FrameInterrupted(f"the frame at azimuth {azimuth_deg:g} was interrupted")
         rgb, alpha, albedo = out[..., :3], out[..., 3:4], out[..., 4:7]
         lit = rgb + AMBIENT * albedo  # the two terms, each already weighted by pixel coverage
         image = lit + (1.0 - alpha) * self.background
@@ -95,9 +124,10 @@ def _mitsuba_mesh(mi, head: HeadMesh):
         params["vertex_texcoords"] = floats(np.ascontiguousarray(head.uvs, np.float32).ravel())
     params.update()
     if head.texture is not None:
-        # mi.Bitmap takes no read-only array: a fresh contiguous copy.
-        reflectance = {"type": "bitmap", "bitmap": mi.Bitmap(np.array(head.texture, dtype=np.float32, copy=True)),
-                       "raw": True}  # already linear
+        texture = head.texture
+        if not (texture.flags.writeable and texture.flags.c_contiguous and texture.dtype == np.float32):
+            texture = np.array(texture, dtype=np.float32, copy=True)  # mi.Bitmap takes no read-only array
+        reflectance = {"type": "bitmap", "bitmap": mi.Bitmap(texture), "raw": True}  # already linear
     elif head.colors is not None:
         mesh.add_attribute("vertex_color", 3, floats(np.ascontiguousarray(head.colors, np.float32).ravel()))
         reflectance = {"type": "mesh_attribute", "name": "vertex_color"}
