@@ -86,4 +86,58 @@ def test_evaluate_command_records_its_command_line_and_commit(prepared_manifest,
     provenance = json.loads((out / "report.json").read_text())["provenance"]
     assert provenance == {"command": "lmmeval " + " ".join(argv), "commit": git_commit()}
     assert f"Made by `lmmeval evaluate --manifest {prepared_manifest}" in (out / "report.md").read_text()
-    assert "Made by `lmmeval evaluate" in capsys.readouterr().out  # the printed report is the file
+    printed = capsys.readouterr()
+    assert "Made by `lmmeval evaluate" in printed.out  # the printed report is the file
+    # The test study is rendered with seed 0, like the demo checkpoint's training study: said, not hidden.
+    assert "warning: overlap with training data: up to 8 of the 8 evaluated videos" in printed.err
+    assert "**Warning: overlap with training data:** up to 8 of the 8" in (out / "report.md").read_text()
+
+
+def _canned_evaluate(assessor, records, batch_size=4, progress=True):
+    """A report with perfect predictions, without running a model (the overlap does not depend on it)."""
+    perfect = {"srcc": 1.0, "plcc": 1.0, "plcc_fitted": 1.0, "krcc": 1.0, "pairwise_accuracy": 1.0, "level_accuracy": 1.0}
+    return {"n": len(records), "quality": perfect, "authenticity": perfect,
+            "distortions": {"exact_set_accuracy": None, "per_category": {}, "not_labelled": len(records)},
+            "saliency": {"views": 0}, "predictions": [{"id": r.id, **r.mos, "distortions": []} for r in records]}
+
+
+def test_evaluate_says_when_the_evaluated_videos_overlap_the_checkpoints_training_data(prepared_manifest, tmp_path,
+                                                                                     monkeypatch, capsys):
+    """The demo checkpoint's record says its stages 1-3 trained on 400 heads of `lmmeval synth --seed 0`:
+    the seed-0 test study's fold 0 (8 videos) warns, on stderr and in both reports; the same study
+    marked as rendered with seed 5 does not. A checkpoint whose record lists the SHA-1 of three of those
+    videos warns about exactly those three, whatever the seed."""
+    import hashlib
+    import shutil
+
+    import lmmeval.eval.evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module, "evaluate", _canned_evaluate)
+    seed0 = evaluate_module.run(None, str(prepared_manifest), 0, str(tmp_path / "seed0"), load_assessor=lambda d: None)
+    err = capsys.readouterr().err
+    assert "warning: overlap with training data: up to 8 of the 8 evaluated videos show heads that stage(s) 1, 2, 3 " \
+           "trained on runs/cv/prepared/manifest.jsonl: both were rendered with `lmmeval synth --seed 0`" in err
+    assert seed0["training_overlap"]["overlap"] and "reconstructed" in seed0["training_overlap"]
+    assert json.loads((tmp_path / "seed0" / "report.json").read_text())["training_overlap"] == seed0["training_overlap"]
+    assert "**Warning: overlap with training data:** up to 8 of the 8" in (tmp_path / "seed0" / "report.md").read_text()
+
+    seed5 = tmp_path / "seed5"
+    shutil.copytree(prepared_manifest.parent, seed5)
+    summary = json.loads((seed5 / "summary.json").read_text())
+    summary["synth"]["seed"] = 5
+    (seed5 / "summary.json").write_text(json.dumps(summary))
+    report = evaluate_module.run(None, str(seed5 / "manifest.jsonl"), 0, str(tmp_path / "r5"), load_assessor=lambda d: None)
+    assert report["training_overlap"]["overlap"] == [] and "overlap" not in capsys.readouterr().err
+    assert "Overlap with training data: none found" in (tmp_path / "r5" / "report.md").read_text()
+
+    fold0 = [r for r in load_manifest(seed5 / "manifest.jsonl") if r.fold == 0]
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "training_data.json").write_text(json.dumps({"format": 1, "incomplete": [], "studies": [
+        {"manifest": "elsewhere/manifest.jsonl", "stages": [2], "synth": None, "ids": ["a", "b", "c"],
+         "sha1": [hashlib.sha1(r.video_path.read_bytes()).hexdigest() for r in fold0[:3]] + ["0" * 40]}]}))
+    report = evaluate_module.run(str(ckpt), str(seed5 / "manifest.jsonl"), 0, str(tmp_path / "rc"),
+                                 load_assessor=lambda d: None)
+    assert report["training_overlap"]["overlap"] == [
+        "3 of the 8 evaluated videos are byte-identical to videos stage(s) 2 trained on elsewhere/manifest.jsonl"]
+    assert "3 of the 8 evaluated videos are byte-identical" in capsys.readouterr().err

@@ -308,3 +308,84 @@ def test_levels_in_the_labels_must_be_known_words(release, tmp_path, capsys):
     _set_answer(labels, "train_quality.json", 0, "The quality of the human face in this video is superb. (40.0)")
     err = _error(root, labels, tmp_path, capsys)
     assert f"train_quality.json, record 0: level word 'superb' is not one of {list(LEVELS)} or 'None'" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# the output folder: never an input, never an earlier result unless asked, never half-written
+
+
+def _snapshot(folder):
+    """{relative path: (link target or None, bytes)} of every file below ``folder``."""
+    return {str(p.relative_to(folder)): (str(p.readlink()) if p.is_symlink() else None, p.read_bytes())
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _bomb_png(path):
+    """A PNG whose header declares 30000 x 30000 pixels (no pixel data): Pillow refuses it on opening
+    with its DecompressionBombError, which is not an OSError."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+
+
+def test_import_refuses_an_output_folder_that_is_or_overlaps_its_inputs(release, tmp_path):
+    from lmmeval.data.gen3dhf import import_gen3dhf
+
+    root, labels = _copy(release, tmp_path)
+    before = _snapshot(root), _snapshot(labels)
+    for out, relation, what, folder in ((root, "is", "release", root), (root / "out", "lies inside", "release", root),
+                                        (labels, "is", "labels", labels), (tmp_path, "contains", "release", root)):
+        with pytest.raises(ValueError, match=rf"output folder {re.escape(str(out))} {relation} the {what} folder "
+                                             rf"{re.escape(str(folder))}"):
+            import_gen3dhf(root, out, labels, progress=False, overwrite=True)
+    assert (_snapshot(root), _snapshot(labels)) == before
+
+
+def test_a_failed_reimport_leaves_the_earlier_import_untouched(release, tmp_path, capsys):
+    """A rerun into an earlier import is refused without --overwrite; with it, a saliency map that
+    cannot be decoded (a PNG declaring 30000 x 30000 pixels, met after other maps were split in
+    another view order) is a clear error naming the file, and the earlier manifest, maps and links
+    are left as they were, with no temporary folder beside them."""
+    root, labels = _copy(release, tmp_path)
+    out = tmp_path / "out"
+    assert main(["import-gen3dhf", str(root), str(out), "--labels", str(labels), "-q"]) == 0
+    before = _snapshot(out)
+    from lmmeval.data.gen3dhf import ImportConfig, import_gen3dhf
+
+    with pytest.raises(ValueError, match=rf"output folder {re.escape(str(out))} is not empty"):
+        import_gen3dhf(root, out, labels, progress=False)
+    last = sorted((root / "saliency_map").iterdir())[-1]
+    _bomb_png(last)
+    reordered = ImportConfig(view_order=("45", "0", "-45"))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(last))}: cannot decode the saliency map "
+                                         r"\(DecompressionBombError"):
+        import_gen3dhf(root, out, labels, reordered, progress=False, overwrite=True)
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels", "out", "root"]
+    last.unlink()  # without it, the rerun replaces the earlier import
+    import_gen3dhf(root, out, labels, reordered, progress=False, overwrite=True)
+    records = load_manifest(out / "manifest.jsonl")
+    assert all(list(r.views) == ["45", "0", "-45"] for r in records if r.views)
+    assert all((out / r.video).is_symlink() and r.video_path.is_file() for r in records)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels", "out", "root"]
+
+
+def test_view_order_and_seed(release, tmp_path):
+    """--view-order names a map's panels left to right: reversed, the left panel (the source's -45
+    degree view) becomes the +45 view. --seed deals other folds."""
+    root, labels, ids, _, _ = release
+    assert main(["import-gen3dhf", str(root), str(tmp_path / "a"), "--labels", str(labels), "-q"]) == 0
+    assert main(["import-gen3dhf", str(root), str(tmp_path / "b"), "--labels", str(labels), "--view-order", "45", "0",
+                 "-45", "--seed", "3", "-q"]) == 0
+    a = {r.id: r for r in load_manifest(tmp_path / "a" / "manifest.jsonl")}
+    b = {r.id: r for r in load_manifest(tmp_path / "b" / "manifest.jsonl")}
+    mapped = [v for v in a if a[v].views]
+    for video in mapped:
+        left_panel = load_saliency_png(a[video].views[VIEWS[0]].saliency_path)
+        assert np.array_equal(load_saliency_png(b[video].views[VIEWS[-1]].saliency_path), left_panel)
+    assert [b[v].fold for v in a] != [a[v].fold for v in a]

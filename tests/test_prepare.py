@@ -1,6 +1,7 @@
 """`lmmeval prepare`: manifest contents checked against the simulator's ground truth."""
 
 import json
+import re
 import shutil
 from collections import Counter
 
@@ -236,3 +237,59 @@ def test_per_view_descriptions_all_count(tmp_path, synthetic_raw):
     record = next(r for r in load_manifest(prepare(raw, tmp_path / "out", progress=False)) if r.id == video)
     assert "Eye Distortions" in record.categories
     assert record.descriptions["A1"] == "looks fine / the left eye melts"
+
+
+# ---------------------------------------------------------------------------------------------
+# the output folder: never an input, never an earlier result unless asked, never half-written
+
+
+def _snapshot(folder):
+    """{relative path: bytes} of every file below ``folder`` (links followed)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_prepare_refuses_an_output_folder_that_is_or_overlaps_the_raw_folder(tmp_path, synthetic_raw):
+    """`prepare raw raw` once unlinked each raw video (the link's destination was its source):
+    an output that is, lies inside or contains the raw folder is refused, naming both, and the raw
+    files keep their bytes."""
+    raw = tmp_path / "raw"
+    shutil.copytree(synthetic_raw, raw)
+    before = _snapshot(raw)
+    for out, relation in ((raw, "is"), (raw / "prepared", "lies inside"), (raw / "videos", "lies inside"),
+                          (tmp_path, "contains")):
+        with pytest.raises(ValueError, match=rf"output folder {re.escape(str(out))} {relation} the raw folder "
+                                             rf"{re.escape(str(raw))}"):
+            prepare(raw, out, progress=False, overwrite=True)
+    assert _snapshot(raw) == before and sorted(p.name for p in raw.iterdir()) == sorted(
+        p.name for p in synthetic_raw.iterdir())
+
+
+def test_prepare_replaces_an_earlier_result_only_when_asked_and_only_once_complete(tmp_path, synthetic_raw):
+    """A non-empty output folder is refused without overwrite. With it, a run that fails half-way
+    (a bad mark on the last video, after the earlier videos' maps were drawn at another sigma) leaves
+    the earlier result byte for byte and no temporary folder; a run that succeeds replaces it, its
+    videos still hard links to the raw ones."""
+    out = tmp_path / "out"
+    prepare(synthetic_raw, out, progress=False)
+    before = _snapshot(out)
+    with pytest.raises(ValueError, match=rf"output folder {re.escape(str(out))} is not empty .*--overwrite"):
+        prepare(synthetic_raw, out, PrepareConfig(sigma=3.0), progress=False)
+    assert _snapshot(out) == before
+
+    raw = tmp_path / "raw"
+    shutil.copytree(synthetic_raw, raw)
+    records = [json.loads(line) for line in (raw / "marks.jsonl").read_text().splitlines()]
+    last = max(r["video"] for r in records)
+    bad = next(i for i, r in enumerate(records) if r["video"] == last)
+    records[bad]["points"] = [[500.0, 3.0]]
+    (raw / "marks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(ValueError, match=rf"line\(s\) \[.*{bad + 1}.*\]: field 'points'"):
+        prepare(raw, out, PrepareConfig(sigma=3.0), progress=False, overwrite=True)
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]  # no temporary folder left
+
+    prepare(synthetic_raw, out, PrepareConfig(sigma=3.0), progress=False, overwrite=True)
+    assert json.loads((out / "summary.json").read_text())["prepare"]["sigma"] == 3.0
+    assert _snapshot(out) != before and sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]
+    for r in load_manifest(out / "manifest.jsonl"):
+        assert r.video_path.samefile(synthetic_raw / "videos" / r.video_path.name)  # the hard link survived the rename

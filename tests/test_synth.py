@@ -215,3 +215,32 @@ def test_a_heads_latent_scores_do_not_depend_on_the_render_protocol(synthetic_ra
               if any(d["type"] == BLUR for d in t["distortions"])]
     assert len(grainy) >= 3  # so the comparison covers them
     assert latents(other_render_raw) == latents(synthetic_raw)
+
+
+def test_synth_never_mixes_studies_and_an_interrupted_one_leaves_nothing(tmp_path, monkeypatch):
+    """A second study into a non-empty folder would pair one study's videos with another's ratings
+    (n differs: the old extra videos stay): refused unless asked. A run that fails half-way leaves
+    no folder that looks like a study, nor its temporary one."""
+    import importlib
+
+    synth_module = importlib.import_module("lmmeval.synth.synthesize")
+    config = SynthConfig(n=2, seed=7, size=32, fps=4, seconds=1.0)
+    out = synthesize(tmp_path / "study", config, progress=False)
+    before = sorted(p.name for p in (out / "videos").iterdir())
+    with pytest.raises(ValueError, match="is not empty .*overwrite"):
+        synthesize(out, SynthConfig(n=1, seed=8, size=32, fps=4, seconds=1.0), progress=False)
+    assert sorted(p.name for p in (out / "videos").iterdir()) == before
+
+    calls = []
+
+    def fail_on_second(i, config, out_dir):
+        calls.append(i)
+        if i == 1:
+            raise KeyboardInterrupt  # Ctrl-C half-way
+        return original(i, config, out_dir)
+
+    original = synth_module.render_sample
+    monkeypatch.setattr(synth_module, "render_sample", fail_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        synthesize(tmp_path / "new", config, progress=False)
+    assert calls == [0, 1] and sorted(p.name for p in tmp_path.iterdir()) == ["study"]

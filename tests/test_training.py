@@ -666,3 +666,70 @@ def test_one_precision_policy_bfloat16_base_float32_trainables(train8, tiny_base
     bad.write_text('{"bf16": {"enabled": true}}')
     with pytest.raises(ValueError, match="bf16.enabled is True: leave it false and set the stage config's dtype"):
         run_stage(_config(1, train8, tmp_path / "s1b", base="preset:tiny", steps=1), str(bad), progress=False)
+
+
+def test_every_final_folder_records_what_its_stages_trained_on(stages, train8, tiny_base, tmp_path):
+    """training_data.json: stage 3's record holds the one study all three stages trained on (its synth
+    seed, what was held out, the ids and SHA-1 of the 8 videos, hashed here), and says that the base
+    stage 1 started from records nothing. A stage starting from a model with a record puts that
+    record's studies first (here a base whose record says stage 0 trained on a seed-1 study)."""
+    import hashlib
+    import json
+
+    from lmmeval.data.manifest import load_manifest
+    from lmmeval.training.recipe import StageRecipe
+
+    _, finals = stages
+    records = load_manifest(train8)
+    record = json.loads((finals[3] / "training_data.json").read_text())
+    [study] = record["studies"]
+    assert study["manifest"] == str(train8) and study["stages"] == [1, 2, 3]
+    assert study["synth"]["seed"] == 0 and study["synth"]["n"] == 40
+    assert study["held_out"] == {"fold": -1, "split": None} and study["videos"] == 8
+    assert study["ids"] == sorted(r.id for r in records)
+    assert study["sha1"] == sorted(hashlib.sha1(r.video_path.read_bytes()).hexdigest() for r in records)
+    assert record["incomplete"] == [f"{tiny_base} (stage 1's base) has no training_data.json: what it was trained "
+                                    "on is not recorded"]
+    assert json.loads((finals[1] / "training_data.json").read_text())["studies"][0]["stages"] == [1]
+
+    base = tmp_path / "base"
+    base.mkdir()
+    stage0 = {"manifest": "corpus/manifest.jsonl", "role": "corpus", "stages": [0], "synth": {"seed": 1, "n": 8},
+              "held_out": {"fold": -1, "split": None}, "videos": 8, "ids": ["x"], "sha1": ["0" * 40]}
+    (base / "training_data.json").write_text(json.dumps({"format": 1, "studies": [stage0], "incomplete": []}))
+    recipe = StageRecipe(_config(1, train8, tmp_path / "s1", base=str(base), fold=0), progress=False)
+    recipe.setup_data()
+    merged = recipe.training_record()
+    assert merged["studies"][0] == stage0 and merged["incomplete"] == []
+    assert merged["studies"][1]["held_out"] == {"fold": 0, "split": None}
+    assert merged["studies"][1]["ids"] == sorted(r.id for r in records if r.fold != 0)
+
+
+def test_a_resume_checkpoint_not_written_by_this_recipe_is_refused(stages, train8, tmp_path):
+    """DeepSpeed's loader unpickles a resumable checkpoint's files: one changed since it was written,
+    one without the recipe's SHA-256 manifest, one with a file the manifest does not list, and a
+    `latest` naming a folder outside the checkpoints are refused before any model is loaded."""
+    root, finals = stages
+    tag = "step00000005"
+    config = _config(2, train8, tmp_path / "cut", init_from=str(finals[1]), lr=1e-3, pairwise_weight=0.5)
+
+    def resume_from(edit, message):
+        cut = tmp_path / "cut"
+        shutil.rmtree(cut, ignore_errors=True)
+        shutil.copytree(root / "s2" / "checkpoints" / tag, cut / "checkpoints" / tag)
+        (cut / "checkpoints" / "latest").write_text(tag)
+        edit(cut / "checkpoints")
+        with pytest.raises(ValueError, match=message):
+            run_stage(config, resume=True, progress=False)
+        assert not (cut / "log.csv").exists()
+
+    def tamper(ckpts):
+        with open(ckpts / tag / "mp_rank_00_model_states.pt", "ab") as f:
+            f.write(b"\0")
+
+    resume_from(tamper, rf"{tag}: refusing to resume from it \(DeepSpeed unpickles its files\): "
+                        r"mp_rank_00_model_states.pt changed since the checkpoint was written")
+    resume_from(lambda ckpts: (ckpts / tag / "resume_manifest.json").unlink(),
+                r"it has no resume_manifest.json, so it was not written by this training recipe")
+    resume_from(lambda ckpts: (ckpts / tag / "extra.pt").write_bytes(b"\x80"), r"not listed: \['extra.pt'\]")
+    resume_from(lambda ckpts: (ckpts / "latest").write_text("../elsewhere"), r"names '../elsewhere', not a checkpoint")

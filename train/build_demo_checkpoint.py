@@ -8,7 +8,9 @@ r"""Train the embedded demo checkpoint end to end (what `make demo-checkpoint` r
    starting from --base: by default the tiny base whose vision tower stage 0 pretrained
    (`make pretrain`), since the random tower learns next to nothing (docs/results.md);
 3. copy the final assessor, with its base model inside, to lmmeval/assets/demo_checkpoint, and fit its
-   out-of-distribution statistics on the training videos (`lmmeval calibrate-ood`);
+   out-of-distribution statistics on the training videos (`lmmeval calibrate-ood`); its
+   training_data.json, written by the training recipe, records what each stage trained on (stage 0's
+   corpus too, from the base's own record), which `lmmeval evaluate` checks evaluation sets against;
 4. evaluate it on a separately rendered synthetic test study, writing
    docs/demo_checkpoint/report.md. The test study uses seed 2: seed 0 is the training
    study and seeds 1 and 3 stage 0's corpus, so no test video was seen by any stage.

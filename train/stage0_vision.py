@@ -40,7 +40,7 @@ def main() -> int:
         parser.error(str(err))
     commit = git_commit()
     sampling = load_sampling(TINY_STAGE1)  # the tower learns on what stage 1 will feed it
-    report = pretrain_vision(corpus, sampling, args.out, config, eval_records)
+    report = pretrain_vision(corpus, sampling, args.out, config, eval_records, corpus_manifests=args.manifest)
     report |= {"command": "python train/stage0_vision.py " + " ".join(sys.argv[1:]), "commit": commit,
                "manifest": args.manifest, "eval_manifest": args.eval_manifest}
     (Path(args.out) / "vision_pretrain.json").write_text(json.dumps(report, indent=2))

@@ -18,6 +18,10 @@ protocol, marks the distortion categories as not labelled (the release has none)
 saliency view to its video frame by the orbit, as `prepare` does. Every problem is an error naming
 its file and record; nothing is dropped silently (``allow_missing`` skips missing videos and lists
 them in summary.json).
+
+The output folder is built beside its final place and renamed there once complete
+(``lmmeval.data.folders``): it may not be or overlap the release or the labels folder, and an
+existing non-empty one is replaced only with ``overwrite``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import numpy as np
 from ..io.media import video_info
 from ..labels import DIMENSIONS, LEVELS, score_to_level
 from ..orbit import view_to_frame
+from .folders import check_output_folder, staged_folder
 from .manifest import Record, View, write_manifest
 from .saliency_maps import save_saliency_png
 
@@ -181,11 +186,17 @@ def stratified_folds(mos: dict[str, float], folds: int, seed: int) -> dict[str, 
 
 
 def import_gen3dhf(root: str | Path, out_dir: str | Path, labels_dir: str | Path,
-                   config: ImportConfig = ImportConfig(), progress: bool = True) -> Path:
-    """Write ``out_dir/manifest.jsonl`` (and ``summary.json``) from the release in ``root``; returns the manifest."""
+                   config: ImportConfig = ImportConfig(), progress: bool = True, overwrite: bool = False) -> Path:
+    """Write ``out_dir/manifest.jsonl`` (and ``summary.json``) from the release in ``root``; returns the
+    manifest. An existing non-empty ``out_dir`` is replaced only with ``overwrite`` (once the new one is
+    complete)."""
     from tqdm import tqdm
 
     root, out_dir = Path(root), Path(out_dir)
+    inputs = {"release folder": root, "labels folder": labels_dir}
+    if config.red_dots:
+        inputs["red-dot folder"] = config.red_dots
+    check_output_folder(out_dir, inputs, overwrite)
     video_dir = root / "video_RGB"
     if not video_dir.is_dir():
         raise FileNotFoundError(f"{video_dir}: no such folder (ROOT is the unzipped release: video_RGB/ required, "
@@ -207,29 +218,31 @@ def import_gen3dhf(root: str | Path, out_dir: str | Path, labels_dir: str | Path
     maps = _match_saliency_maps(root / "saliency_map", ids, config)
     dots = _match_red_dot_images(Path(config.red_dots), ids, config) if config.red_dots else {}
 
-    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
-    (out_dir / "saliency").mkdir(exist_ok=True)
-    records = []
-    for video in tqdm(ids, desc="importing", unit="video", disable=not progress):
-        info = video_info(files[video])
-        target = out_dir / "videos" / files[video].name
-        _place(files[video], target, config.copy)
-        views = _views(video, maps.get(video), dots.get(video), info, out_dir, config) if video in maps else {}
-        records.append(Record(
-            id=video, video=f"videos/{target.name}", fold=folds[video], split=labels.split[video],
-            num_frames=info["num_frames"], fps=info["fps"], width=info["width"], height=info["height"],
-            mos={dim: mos[dim][video] for dim in DIMENSIONS}, level={dim: levels[dim][video] for dim in DIMENSIONS},
-            categories=None, views=views, video_path=target.resolve(),
-        ))
-    manifest = write_manifest(out_dir / "manifest.jsonl", records)
-    summary = _summary(records, labels, levels, missing, unlabelled_files, maps, dots, config)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return manifest
+    with staged_folder(out_dir) as staging:
+        (staging / "videos").mkdir()
+        (staging / "saliency").mkdir()
+        records = []
+        for video in tqdm(ids, desc="importing", unit="video", disable=not progress):
+            info = video_info(files[video])
+            target = staging / "videos" / files[video].name
+            _place(files[video], target, config.copy)
+            views = _views(video, maps.get(video), dots.get(video), info, staging, config) if video in maps else {}
+            records.append(Record(
+                id=video, video=f"videos/{target.name}", fold=folds[video], split=labels.split[video],
+                num_frames=info["num_frames"], fps=info["fps"], width=info["width"], height=info["height"],
+                mos={dim: mos[dim][video] for dim in DIMENSIONS},
+                level={dim: levels[dim][video] for dim in DIMENSIONS},
+                categories=None, views=views, video_path=target.resolve(),
+            ))
+        write_manifest(staging / "manifest.jsonl", records)
+        summary = _summary(records, labels, levels, missing, unlabelled_files, maps, dots, config)
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2))
+    return out_dir / "manifest.jsonl"
 
 
 def _place(src: Path, dst: Path, copy: bool) -> None:
-    if dst.is_symlink() or dst.exists():
-        dst.unlink()
+    # dst is in a fresh staging folder: nothing to replace. A symbolic link points at the absolute
+    # source, so it stays valid when the staging folder is renamed into place.
     if copy:
         shutil.copy2(src, dst)
     else:
@@ -269,8 +282,7 @@ def _views(video: str, map_path: Path, dots_path: Path | None, info: dict, out_d
     fixations from the red dots if given, else the map thresholded as the authors did."""
     from PIL import Image
 
-    with Image.open(map_path) as img:
-        dense = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+    dense = np.asarray(_decode(map_path, "L", "saliency map"), dtype=np.float64) / 255.0
     n = len(config.view_order)
     h, w = dense.shape
     if w % n:
@@ -297,14 +309,26 @@ def _views(video: str, map_path: Path, dots_path: Path | None, info: dict, out_d
     return views
 
 
+def _decode(path: Path, mode: str, what: str):
+    """The image at ``path`` decoded in ``mode`` (a PIL image). Any decoding failure, Pillow's
+    DecompressionBombError (not an OSError) for an image declaring billions of pixels included, is
+    a ``ValueError`` naming the file."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.convert(mode)
+    except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, its bomb error...
+        raise ValueError(f"{path}: cannot decode the {what} ({type(err).__name__}: {err})") from None
+
+
 def red_dot_fixations(path: Path, views: int, frame_size: tuple[int, int]) -> list[list[list[float]]]:
     """Per view (left to right), the (x, y) centroids of the red dots marked on a snapshot image of
     ``views`` views side by side, in the pixels of a video frame of ``frame_size`` (height, width)."""
-    from PIL import Image
     from scipy import ndimage
 
-    with Image.open(path) as img:
-        hsv = np.asarray(img.convert("RGB").convert("HSV"), dtype=np.float64) / 255.0  # (H, W, 3), hue in [0, 1]
+    rgb = _decode(path, "RGB", "red-dot image")
+    hsv = np.asarray(rgb.convert("HSV"), dtype=np.float64) / 255.0  # (H, W, 3), hue in [0, 1]
     hue_deg = hsv[..., 0] * 360.0
     red = ((hue_deg <= RED_HUE_DEG) | (hue_deg >= 360.0 - RED_HUE_DEG)) & (hsv[..., 1] >= RED_MIN_SV) \
         & (hsv[..., 2] >= RED_MIN_SV)

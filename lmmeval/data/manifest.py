@@ -212,13 +212,22 @@ def check_same_study(study: str | Path, study_records: list[Record], render: str
 def synth_seed(manifest: str | Path) -> int | None:
     """The `lmmeval synth` seed recorded in the prepared study's summary.json (None: not recorded,
     e.g. a real study or one prepared before the seed was recorded)."""
+    return (synth_settings(manifest) or {}).get("seed")
+
+
+def synth_settings(manifest: str | Path) -> dict | None:
+    """The `lmmeval synth` settings (n, seed, size, fps, ...) recorded in the prepared study's
+    summary.json (None: not recorded, e.g. a real study)."""
     summary = Path(manifest).parent / "summary.json"
     if not summary.is_file():
         return None
     try:
-        return json.loads(summary.read_text()).get("synth", {}).get("seed")
+        settings = json.loads(summary.read_text()).get("synth")
     except (json.JSONDecodeError, AttributeError):
         raise ValueError(f"{summary}: not the JSON object `lmmeval prepare` writes; prepare the study again") from None
+    if settings is not None and not isinstance(settings, dict):
+        raise ValueError(f"{summary}: 'synth' is not the settings object `lmmeval prepare` writes")
+    return settings
 
 
 def _digests(records: list[Record]) -> dict[str, str]:

@@ -10,6 +10,10 @@ Output folder:
     saliency/        distortion-aware saliency maps per snapshot view (16-bit PNG)
     summary.json     counts, MOS statistics, rejected subjects, level and category tables,
                      and for a synthetic study its `lmmeval synth` settings (seed included)
+
+The output folder is built beside its final place and renamed there once complete
+(``lmmeval.data.folders``): it may not be or overlap the raw folder, and an existing non-empty
+one is replaced only with ``overwrite``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from ..io.media import VIDEO_SUFFIXES, video_info
 from ..labels import DIMENSIONS, score_to_level
 from ..orbit import view_to_frame
 from .descriptions import combine_categories
+from .folders import check_output_folder, staged_folder
 from .manifest import Record, View, read_jsonl, write_manifest
 from .mos import compute_mos
 from .saliency_maps import points_to_saliency_map, save_saliency_png
@@ -109,19 +114,20 @@ def _stratified_folds(generators: dict[str, str], folds: int, seed: int) -> dict
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
-    if dst.exists():
-        dst.unlink()
+    # dst is in a fresh staging folder: nothing there to replace (unlinking an existing dst once
+    # deleted the raw video itself when the output folder was the raw folder).
     try:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
 
 
-def prepare(raw_dir: str | Path, out_dir: str | Path, config: PrepareConfig = PrepareConfig(), progress: bool = True) -> Path:
-    """Build ``out_dir/manifest.jsonl`` from a raw study folder; returns the manifest path."""
-    from tqdm import tqdm
-
+def prepare(raw_dir: str | Path, out_dir: str | Path, config: PrepareConfig = PrepareConfig(), progress: bool = True,
+            overwrite: bool = False) -> Path:
+    """Build ``out_dir/manifest.jsonl`` from a raw study folder; returns the manifest path. An
+    existing non-empty ``out_dir`` is replaced only with ``overwrite`` (once the new one is complete)."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    check_output_folder(out_dir, {"raw folder": raw_dir}, overwrite)
     for name in ("ratings.csv", "marks.jsonl", "generators.csv", "videos"):
         if not (raw_dir / name).exists():
             raise FileNotFoundError(f"{raw_dir / name}: missing (expected a raw study folder, see `lmmeval prepare --help`)")
@@ -141,12 +147,21 @@ def prepare(raw_dir: str | Path, out_dir: str | Path, config: PrepareConfig = Pr
         raise ValueError(f"{raw_dir}: the raw files disagree on which videos exist:\n  " + "\n  ".join(problems[:20])
                          + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""))
 
+    with staged_folder(out_dir) as staging:
+        _write(raw_dir, staging, config, progress, mos, generators, marks, videos)
+    return out_dir / "manifest.jsonl"
+
+
+def _write(raw_dir: Path, out_dir: Path, config: PrepareConfig, progress: bool, mos, generators: dict[str, str],
+           marks: dict[str, list[dict]], videos: dict[str, Path]) -> None:
+    """The prepared folder's contents, written into ``out_dir`` (the staging folder)."""
+    from tqdm import tqdm
+
     ids = sorted(videos)
     levels = {dim: dict(zip(ids, score_to_level([mos[(v, dim)] for v in ids]))) for dim in DIMENSIONS}
     folds = _stratified_folds(generators, config.folds, config.seed)
-    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
-    (out_dir / "saliency").mkdir(exist_ok=True)
-    manifest_path = out_dir / "manifest.jsonl"
+    (out_dir / "videos").mkdir()
+    (out_dir / "saliency").mkdir()
     records = []
     for video in tqdm(ids, desc="preparing", unit="video", disable=not progress):
         src = videos[video]
@@ -184,7 +199,7 @@ def prepare(raw_dir: str | Path, out_dir: str | Path, config: PrepareConfig = Pr
             categories=categories, descriptions=descriptions, views=views,
             video_path=(out_dir / "videos" / src.name).resolve(),
         ))
-    write_manifest(manifest_path, records)
+    write_manifest(out_dir / "manifest.jsonl", records)
     summary = summarize(records)
     summary["rejected_subjects"] = mos.rejected
     summary["prepare"] = dataclasses.asdict(config)  # how the folds, categories and maps were made
@@ -193,4 +208,3 @@ def prepare(raw_dir: str | Path, out_dir: str | Path, config: PrepareConfig = Pr
         # which is how stage 0 tells that a corpus overlaps a held-out study whatever the file bytes.
         summary["synth"] = json.loads((raw_dir / "synth_config.json").read_text())["config"]
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return manifest_path

@@ -9,19 +9,27 @@
 
 Writes ``report.json``, ``report.md`` and, where matplotlib is installed (``lmmeval[plots]``),
 PNG plots into the output folder.
+
+The evaluated videos are compared with the checkpoint's record of its training data
+(``lmmeval.data.training_record``): videos rendered with the same `lmmeval synth` seed as a study it
+was trained on show the same heads, byte-identical files are the same videos, and scores on them
+are no held-out result. Such an overlap is printed as a warning and written into both reports.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from ..data import training_record
 from ..data.manifest import Record, held_out, load_manifest
 from ..data.saliency_maps import load_saliency_png, points_to_fixation_map
 from ..inference.assessor import Assessor
 from ..labels import DIMENSIONS, DISTORTIONS, SCORE_RANGE
+from ..model.factory import DEMO_CHECKPOINT
 from ..provenance import git_commit
 from .metrics import auc_judd, cc, correlations, kld, nss, sim
 
@@ -154,8 +162,10 @@ def write_report(report: dict, out_dir: Path, records: list[Record], title: str,
     report = report | {"provenance": {"command": command, "commit": commit}}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     made_by = f"Made by `{command}` at commit `{commit}`." if command else f"Commit `{commit}`."
-    lines = [f"# {title}", "", f"{report['n']} videos. {made_by}", "",
-             "| dimension | SRCC | PLCC (raw) | PLCC (logistic-4 fitted) | KRCC | pairwise acc. | level acc. |",
+    lines = [f"# {title}", "", f"{report['n']} videos. {made_by}", ""]
+    if "training_overlap" in report:
+        lines += [_overlap_line(report["training_overlap"]), ""]
+    lines += ["| dimension | SRCC | PLCC (raw) | PLCC (logistic-4 fitted) | KRCC | pairwise acc. | level acc. |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
     for dim in DIMENSIONS:
@@ -180,6 +190,29 @@ def write_report(report: dict, out_dir: Path, records: list[Record], title: str,
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")
     _plots(report, out_dir, records)
     return report
+
+
+def training_overlap(checkpoint: str | Path, manifest: str | Path, records: list[Record]) -> dict:
+    """How the evaluated ``records`` of ``manifest`` overlap what ``checkpoint`` was trained on:
+    {"record": its training record's path or None, "overlap": sentences (empty: none found),
+    "incomplete": what the record leaves unknown}."""
+    record = training_record.read_record(checkpoint)
+    if record is None:
+        return {"record": None, "overlap": [], "incomplete": [f"{checkpoint} has no {training_record.RECORD_NAME}"]}
+    return {"record": str(Path(checkpoint) / training_record.RECORD_NAME),
+            "overlap": training_record.overlap(record, manifest, records),
+            "incomplete": record.get("incomplete", []),
+            **({"reconstructed": record["reconstructed"]} if record.get("reconstructed") else {})}
+
+
+def _overlap_line(found: dict) -> str:
+    if found["overlap"]:
+        return ("**Warning: overlap with training data:** " + "; ".join(found["overlap"])
+                + ". These scores are not a held-out result.")
+    if found["record"] is None:
+        return f"Overlap with training data: not checked ({'; '.join(found['incomplete'])})."
+    unknown = f" (not recorded: {'; '.join(found['incomplete'])})" if found["incomplete"] else ""
+    return f"Overlap with training data: none found in `{found['record']}`{unknown}."
 
 
 def _plots(report: dict, out_dir: Path, records: list[Record]) -> None:
@@ -238,7 +271,11 @@ def run(model: str | None, manifest: str, fold: int, out_dir: str, base: str | N
         part = f"split {split}" if split is not None else f"fold {fold}"
     if not records:
         raise ValueError(f"{manifest}: no records in {part}")
+    # Before the (possibly long) evaluation: the warning comes first.
+    overlap = training_overlap(model or DEMO_CHECKPOINT, manifest, records)
+    for sentence in overlap["overlap"]:
+        print(f"lmmeval evaluate: warning: overlap with training data: {sentence}", file=sys.stderr)
     assessor = load_assessor(device) if load_assessor else Assessor.from_pretrained(model, device=device, base=base)
-    report = evaluate(assessor, records, batch_size=batch_size)
+    report = evaluate(assessor, records, batch_size=batch_size) | {"training_overlap": overlap}
     return write_report(report, Path(out_dir), records,
                         f"Evaluation of {model or 'the demo checkpoint'} on {part}", command, commit)

@@ -53,7 +53,7 @@ def render_study(work: Path, n: int, seed: int, protocol: dict, workers: int) ->
         if stored != wanted:
             raise ValueError(f"{out} holds another study ({stored}, not {wanted}); remove it or pick another --work")
         return out
-    return synthesize(out, config, progress=True)
+    return synthesize(out, config, progress=True, overwrite=True)  # an incomplete study of an earlier run
 
 
 def photo_variants(photo: Path = PHOTO) -> dict:

@@ -125,11 +125,25 @@ def render_sample(index: int, config: SynthConfig, out_dir: Path) -> dict:
             "latent": latent}
 
 
-def synthesize(out_dir: str | Path, config: SynthConfig = SynthConfig(), progress: bool = True) -> Path:
-    """Render ``config.n`` videos into ``out_dir`` and simulate the study (see module docstring)."""
+def synthesize(out_dir: str | Path, config: SynthConfig = SynthConfig(), progress: bool = True,
+               overwrite: bool = False) -> Path:
+    """Render ``config.n`` videos into ``out_dir`` and simulate the study (see module docstring).
+
+    The study is built in a temporary folder beside ``out_dir`` and renamed into place when complete,
+    so an interrupted run leaves no folder that looks like a finished study; an existing non-empty
+    ``out_dir`` (an earlier study: mixing two would pair one study's videos with another's ratings)
+    is replaced only with ``overwrite``."""
+    from ..data.folders import check_output_folder, staged_folder
+
+    check_output_folder(out_dir, {}, overwrite)
+    with staged_folder(out_dir) as staging:
+        _synthesize_into(staging, config, progress)
+    return Path(out_dir)
+
+
+def _synthesize_into(out_dir: Path, config: SynthConfig, progress: bool) -> None:
     from tqdm import tqdm
 
-    out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     (out_dir / "snapshots").mkdir(exist_ok=True)
     bar = tqdm(total=config.n, desc="rendering", unit="video", disable=not progress)
@@ -168,7 +182,6 @@ def synthesize(out_dir: str | Path, config: SynthConfig = SynthConfig(), progres
     meta = {"config": asdict(config), "unreliable_subjects": unreliable,
             "generators": [asdict(g) for g in GENERATORS]}
     (out_dir / "synth_config.json").write_text(json.dumps(meta, indent=2))
-    return out_dir
 
 
 def default_workers() -> int:

@@ -5,15 +5,24 @@ What differs between stages (questions, initialisation, trainable parameters, lo
 stage's own object (``stages.py``). Everything else is here: data order, optimizer and
 schedule, the DeepSpeed engine, ``log.csv``, resumable checkpoints (written to a temporary
 folder and renamed when complete), the non-finite-loss guard, and the final assessor folder.
+
+Two records keep what is read and written honest. The final folder carries ``training_data.json``
+(``lmmeval.data.training_record``): the studies this stage trained on, merged with the record of
+the model it started from, which `lmmeval evaluate` checks evaluation sets against. A resumable
+checkpoint carries the SHA-256 of each of its files, verified before DeepSpeed loads it: its loader
+unpickles (``torch.load(weights_only=False)``), so a folder this recipe did not write, or one
+changed since, is refused rather than executed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import time
@@ -21,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from ..data import training_record
 from ..data.manifest import check_disjoint, check_same_study, held_out, load_manifest
 from ..model import factory
 from .config import TrainConfig
@@ -29,6 +39,8 @@ from .stages import STAGES
 
 FINAL = "final"
 CHECKPOINTS = "checkpoints"
+RESUME_MANIFEST = "resume_manifest.json"  # in each resumable checkpoint: the SHA-256 of its other files
+TAG = re.compile(r"step\d{8,}")
 LOG_FIELDS = ["step", "epoch", "loss", "lm_loss", "regression_l1", "pairwise", "l1", "cc", "kl", "bce", "lr",
               "seconds", "peak_gib"]
 
@@ -60,18 +72,21 @@ class StageRecipe:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         all_records = load_manifest(config.manifest)
         out = held_out(all_records, config.manifest, config.fold, config.split)
-        records = [r for r, test in zip(all_records, out) if not test]
         tested = {r.id for r, test in zip(all_records, out) if test}
+        # (manifest, how it was given, its records trained on): the training record lists them apart.
+        sources = [(config.manifest, "manifest", [r for r, test in zip(all_records, out) if not test])]
         for path in config.renders:
             # Another render of the same heads: a held-out head's renders all stay out.
             render = load_manifest(path)
             check_same_study(config.manifest, all_records, path, render)
-            records += [r for r in render if r.id not in tested]
+            sources.append((path, "render", [r for r in render if r.id not in tested]))
         if config.extra_manifests:
             extra = {path: load_manifest(path) for path in config.extra_manifests}
             check_disjoint(config.manifest, all_records, extra)  # else the held-out records could leak in
-            records += [r for study in extra.values() for r in study]
-        self.records = [r for r in records if self.stage.trains_on(r)]
+            sources += [(path, "extra", study) for path, study in extra.items()]
+        records = [r for _, _, study in sources for r in study]
+        self.sources = [(path, role, [r for r in study if self.stage.trains_on(r)]) for path, role, study in sources]
+        self.records = [r for _, _, study in self.sources for r in study]
         if len(self.records) < len(records):
             print(f"stage {config.stage}: {len(records) - len(self.records)} of {len(records)} training records "
                   f"have no {self.stage.needs} and are left out", flush=True)
@@ -95,6 +110,10 @@ class StageRecipe:
             # A fresh run would interleave its checkpoints with these (and fail renaming onto one).
             raise ValueError(f"{self.out_dir}: holds checkpoints of an earlier run ({', '.join(earlier)}); pass "
                              "--resume to continue it, or give an output_dir without a checkpoints/ folder")
+        # Checked now, before a model is loaded: the checkpoint to resume from, and the record of the
+        # model this stage starts from.
+        self.resume_tag = _verified_resume_tag(self.ckpt_root) if self.resume else None
+        self.start_record, self.start_missing = _start_record(config)
 
     def setup_model(self) -> None:
         """The stage's starting model, its trainable parameters, and the data it will see."""
@@ -132,8 +151,8 @@ class StageRecipe:
                                                     lr_scheduler=self.scheduler, model_parameters=params,
                                                     config=self.ds_config)
         self.step, self.epoch, self.pos = 0, 0, 0
-        if self.resume:
-            state = _load_latest(self.engine, self.ckpt_root)
+        if self.resume_tag is not None:
+            state = _load(self.engine, self.ckpt_root, self.resume_tag)
             if state is not None:
                 self.step, self.epoch, self.pos = state["step"], state["epoch"], state["pos"]
                 torch.set_rng_state(state["torch_rng"])
@@ -202,10 +221,35 @@ class StageRecipe:
                 tmp = self.out_dir / (FINAL + ".tmp")
                 shutil.rmtree(tmp, ignore_errors=True)
                 factory.save_model(model, tmp)
+                training_record.write_record(tmp, self.training_record())
                 shutil.rmtree(final, ignore_errors=True)
                 tmp.rename(final)
         self._partitioned_init = None  # models built after this run (e.g. to evaluate it) load whole again
         return final
+
+    def training_record(self) -> dict:
+        """What the exported model was trained on: this stage's studies (the videos it trained on,
+        hashed now) after the record of the model it started from."""
+        config = self.config
+        entries = []
+        for path, role, records in self.sources:
+            fold, split = (config.fold, config.split) if role != "extra" else (-1, None)  # extras: whole
+            entries.append(training_record.study_entry(path, records, config.stage, role, fold, split))
+        return training_record.merge(self.start_record, entries, self.start_missing)
+
+
+def _start_record(config: TrainConfig) -> tuple[dict | None, list[str]]:
+    """(record of the model the stage starts from, what it leaves unknown): a random preset has trained
+    on nothing; a folder without a record (a downloaded base, an older checkpoint) is noted."""
+    start = config.init_from if config.stage > 1 else config.base
+    if start is None or (config.stage == 1 and str(start).startswith("preset:")):
+        return None, []
+    record = training_record.read_record(start)
+    if record is None:
+        what = "base" if config.stage == 1 else "starting checkpoint"
+        return None, [f"{start} (stage {config.stage}'s {what}) has no {training_record.RECORD_NAME}: what it was "
+                      "trained on is not recorded"]
+    return record, []
 
 
 def partitioned_init(ds_config: dict, dtype: torch.dtype):
@@ -330,7 +374,9 @@ def _save(engine, root: Path, step: int, epoch: int, pos: int, keep: int) -> Non
     shutil.rmtree(tmp, ignore_errors=True)
     state = {"step": step, "epoch": epoch, "pos": pos, "torch_rng": torch.get_rng_state()}
     engine.save_checkpoint(str(tmp), tag=tag, client_state=state, exclude_frozen_parameters=True)
-    if engine.global_rank == 0:
+    if engine.global_rank == 0:  # every rank has written its shards (save_checkpoint ends in a barrier)
+        files = {str(p.relative_to(tmp / tag)): _sha256(p) for p in sorted((tmp / tag).rglob("*")) if p.is_file()}
+        (tmp / tag / RESUME_MANIFEST).write_text(json.dumps({"format": 1, "sha256": files}, indent=1))
         (tmp / tag).rename(root / tag)  # atomic: a checkpoint folder exists only once complete
         latest = root / "latest.tmp"
         latest.write_text(tag)
@@ -340,10 +386,48 @@ def _save(engine, root: Path, step: int, epoch: int, pos: int, keep: int) -> Non
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _load_latest(engine, root: Path) -> dict | None:
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verified_resume_tag(root: Path) -> str | None:
+    """The tag of the newest resumable checkpoint under ``root`` (None: none yet, a fresh start),
+    refused with a ``ValueError`` unless its files are exactly those its manifest lists, unchanged:
+    DeepSpeed's loader unpickles them, which runs whatever code a crafted file holds."""
     if not (root / "latest").exists():
         return None
     tag = (root / "latest").read_text().strip()
+    folder = root / tag
+    if not TAG.fullmatch(tag) or not folder.is_dir():
+        raise ValueError(f"{root / 'latest'} names {tag!r}, not a checkpoint folder this recipe writes "
+                         "(stepNNNNNNNN); refusing to resume from it")
+    refuse = f"{folder}: refusing to resume from it (DeepSpeed unpickles its files)"
+    try:
+        listed = json.loads((folder / RESUME_MANIFEST).read_text())["sha256"]
+    except FileNotFoundError:
+        raise ValueError(f"{refuse}: it has no {RESUME_MANIFEST}, so it was not written by this training "
+                         "recipe; start afresh without --resume") from None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        listed = None
+    if not isinstance(listed, dict):
+        raise ValueError(f"{refuse}: its {RESUME_MANIFEST} is not the one this recipe writes")
+    present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} - {RESUME_MANIFEST}
+    if present != set(listed):
+        extra, missing = sorted(present - set(listed)), sorted(set(listed) - present)
+        raise ValueError(f"{refuse}: its files differ from its {RESUME_MANIFEST} (not listed: {extra}, "
+                         f"missing: {missing})")
+    changed = sorted(name for name in listed if _sha256(folder / name) != listed[name])
+    if changed:
+        raise ValueError(f"{refuse}: {', '.join(changed)} changed since the checkpoint was written "
+                         f"(SHA-256 differs from its {RESUME_MANIFEST})")
+    return tag
+
+
+def _load(engine, root: Path, tag: str) -> dict | None:
     _, state = engine.load_checkpoint(str(root), tag=tag, load_module_strict=False)
     if state is None:
         raise RuntimeError(f"{root / tag}: checkpoint could not be loaded")
