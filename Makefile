@@ -6,6 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
+LOCK   := requirements.lock
 # Tests and the demo never touch a model hub.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -14,17 +15,24 @@ export FORCE_QWENVL_VIDEO_READER := decord
 # DeepSpeed JIT-compiles its CPU ops once; keep them in a stable cache.
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/.torch_extensions
 
-.PHONY: install demo test test-fast demo-checkpoint pretrain cv cv-renders cv-scratch probe gpu-wheels gpu-check check-7b clean
+.PHONY: install lock demo test test-fast demo-checkpoint pretrain cv cv-renders cv-scratch probe gpu-wheels gpu-check check-7b clean
 
 install: $(STAMP)
 
-# torch first, from its CPU wheel, then everything else with torch pinned by
-# constraints.txt (otherwise pip swaps in a multi-GB CUDA build).
-$(STAMP): pyproject.toml constraints.txt tools/torchvision_cpu_shim.py
+# Everything comes from the lock (requirements.lock, see `lock` below), each file checked against its
+# hash: pip first (its pin and hashes cut from the lock: the venv's own pip is older and does not take
+# hashes from a constraints file), then every other package without resolving anything (the
+# lock is the resolution; it pins torch==2.13.0+cpu, the local CPU wheel, by hash, so pip cannot swap in
+# a multi-GB CUDA build), deepspeed's source build getting its setuptools from the lock too. The project
+# itself last, offline: pip resolves its whole tree against what is installed, so this fails if
+# pyproject.toml (or any locked package) asks for something the lock does not hold. (Not `pip check`:
+# it rejects decord's wheel, whose metadata carries a cp36 tag, though it works.)
+$(STAMP): pyproject.toml $(LOCK) tools/torchvision_cpu_shim.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	awk '/^[^ #]/ {keep = /^pip==/} keep' $(LOCK) | $(PIP) install --quiet --no-deps -r /dev/stdin
+	$(PIP) install --quiet --no-deps --require-hashes --build-constraint $(LOCK) -r $(LOCK)
+	$(PIP) install --quiet --no-index --no-build-isolation -e '.[dev]' || \
+		{ echo "$(LOCK) lacks a package that is asked for: run make lock"; exit 1; }
 	@# The registry's torchvision is a CUDA build whose C extension cannot load
 	@# against the CPU torch; install a lazy start-up hook only when that happens.
 	@if ! $(PY) -c "import torchvision" >/dev/null 2>&1; then \
@@ -35,6 +43,25 @@ $(STAMP): pyproject.toml constraints.txt tools/torchvision_cpu_shim.py
 	fi
 	touch $(STAMP)
 
+# The lock: every package `make install` puts in .venv (the installer and build backend included),
+# pinned with its hashes, for Python 3.11 on Linux x86-64 with the CPU torch (constraints.txt). `make
+# lock` regenerates it with pip-tools, from pyproject.toml's [dev] extra, keeping the pins it already
+# holds, then derives tools/gpu_wheels.txt from it; a new release of anything changes nothing until
+# then. To move pins: `make lock LOCK_ARGS='-P transformers'` (one package) or `LOCK_ARGS=--upgrade`
+# (all), then `make test`. pip-tools lives in a venv of its own (build/lock-tools), not in .venv.
+LOCK_TOOLS := build/lock-tools
+LOCK_EXTRA := pip 'setuptools>=68' wheel
+lock:
+	test -x $(LOCK_TOOLS)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_TOOLS) && \
+		$(LOCK_TOOLS)/bin/pip install --quiet pip==26.3 pip-tools==7.7.0; }
+	@$(LOCK_TOOLS)/bin/python -c "import platform, sys; sys.exit(None if sys.version_info[:2] == (3, 11) \
+		and sys.platform == 'linux' and platform.machine() == 'x86_64' else \
+		'make lock: the lock is for Python 3.11 on Linux x86-64; set PYTHON to such an interpreter')"
+	printf '%s\n' $(LOCK_EXTRA) | CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile --quiet \
+		--no-config --generate-hashes --extra dev -c constraints.txt --unsafe-package lmmeval --strip-extras \
+		--no-emit-find-links --no-emit-index-url $(LOCK_ARGS) -o $(LOCK) pyproject.toml -
+	$(LOCK_TOOLS)/bin/python tools/gpu_wheels.py
+
 # Every test, the long end-to-end ones (marked slow) included: what CI runs.
 test: $(STAMP)
 	$(PY) -m pytest -q --slow
@@ -43,8 +70,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q
 
+# The demo's folder (a rerun replaces a folder an earlier demo wrote, and refuses any other).
+DEMO_OUT ?= demo_out
 demo: $(STAMP)
-	$(PY) -m lmmeval.demo --out demo_out
+	$(PY) -m lmmeval.demo --out $(DEMO_OUT)
 
 # The cross-validation study: 400 videos (seed 0), the paper's 5 generator-stratified folds.
 CV_MANIFEST       := runs/cv/prepared/manifest.jsonl
@@ -117,16 +146,17 @@ cv-scratch: $(CV_MANIFEST)
 # tiny Qwen2.5-VL vision tower vs a ResNet-18 (about 40 minutes on 2 CPU cores);
 # writes docs/probe.{md,json,png}.
 probe: $(STAMP)
-	$(PY) -m lmmeval.cli synth runs/big/raw --n 2000 $(SMALL_VIDEOS)
-	$(PY) -m lmmeval.cli prepare runs/big/raw runs/big/prepared --folds 5 -q
+	$(PY) -m lmmeval.cli synth runs/big/raw --n 2000 $(SMALL_VIDEOS) --overwrite
+	$(PY) -m lmmeval.cli prepare runs/big/raw runs/big/prepared --folds 5 -q --overwrite
 	$(PY) train/probe_backbones.py --manifest runs/big/prepared/manifest.jsonl --fold 0 \
 		--encoders qwen-vit qwen-vit-wide resnet18 --epochs 6 --out docs/probe
 
-# The wheels the GPU machine lacks (tools/gpu_wheels.txt), for Python 3.12 on x86-64, into .whl/:
-# carried along to run `make gpu-check` there (it has no network).
+# The wheels the GPU machine lacks (tools/gpu_wheels.txt, generated from the lock by `make lock`), for
+# Python 3.12 on x86-64, into .whl/: carried along to run `make gpu-check` there (it has no network).
 WHEEL_PLATFORMS := --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
 	--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux2010_x86_64
 gpu-wheels: $(STAMP)
+	$(PY) tools/gpu_wheels.py --check
 	mkdir -p .whl
 	grep -v -e '^#' -e '^deepspeed' tools/gpu_wheels.txt | xargs $(PIP) download -q --no-deps --only-binary=:all: \
 		$(WHEEL_PLATFORMS) -d .whl
