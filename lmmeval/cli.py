@@ -1,12 +1,14 @@
 """The `lmmeval` command line: one sub-command per job.
 
-    lmmeval synth OUT_DIR [--n 200 --seed 0]      render a synthetic Gen3DHF-style study
+    lmmeval synth OUT_DIR [--n 200 --seed 5]      render a synthetic Gen3DHF-style study
     lmmeval prepare RAW_DIR OUT_DIR [--folds 5]    annotations -> manifest.jsonl
     lmmeval import-gen3dhf ROOT OUT_DIR --labels DIR   the published Gen3DHF release -> manifest.jsonl
     lmmeval stats MANIFEST [--truth RAW/truth.jsonl]  dataset statistics and learnability checks
     lmmeval render ASSET... --out DIR              3D heads -> videos in the Gen3DHF protocol
     lmmeval score INPUT... --out results.jsonl     score videos/images with an assessor checkpoint
     lmmeval evaluate --manifest M --fold K --out DIR   the paper's metrics on a held-out fold (or --split eval)
+    lmmeval calibrate-ood --model CKPT --manifest M    a checkpoint's out-of-distribution flag
+    lmmeval report RESULTS.jsonl --out DIR [--manifest M]   leaderboard, agreement with MOS, HTML report
 
 Run `lmmeval COMMAND --help` for each command's options.
 """
@@ -17,7 +19,10 @@ import argparse
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
+import warnings
 from pathlib import Path
 
 from .io.media import MEDIA_SUFFIXES
@@ -30,7 +35,7 @@ def _synth(args: argparse.Namespace) -> int:
 
     config = SynthConfig(n=args.n, seed=args.seed, size=args.size, fps=args.fps, seconds=args.seconds,
                          sweep_deg=args.sweep, workers=args.workers, grain_size=args.grain_size)
-    out = synthesize(args.out_dir, config, progress=not args.quiet)
+    out = synthesize(args.out_dir, config, progress=not args.quiet, overwrite=args.overwrite)
     print(f"wrote {config.n} videos ({config.num_frames} frames of {config.size}x{config.size} at {config.fps} fps) "
           f"and their simulated study to {out}")
     return 0
@@ -42,7 +47,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
     config = PrepareConfig(folds=args.folds, seed=args.seed, min_votes=args.min_votes, sigma=args.sigma,
                            sweep_deg=args.sweep)
-    manifest = prepare(args.raw_dir, args.out_dir, config, progress=not args.quiet)
+    manifest = prepare(args.raw_dir, args.out_dir, config, progress=not args.quiet, overwrite=args.overwrite)
     print(f"wrote {manifest}")
     if not args.quiet:
         print(dataset_report(manifest, check=False))
@@ -57,7 +62,8 @@ def _import_gen3dhf(args: argparse.Namespace) -> int:
     config = ImportConfig(folds=args.folds, seed=args.seed, copy=args.copy, allow_missing=args.allow_missing,
                           saliency_pattern=args.saliency_pattern, view_order=tuple(args.view_order),
                           red_dots=args.red_dots)
-    manifest = import_gen3dhf(args.root, args.out_dir, args.labels, config, progress=not args.quiet)
+    manifest = import_gen3dhf(args.root, args.out_dir, args.labels, config, progress=not args.quiet,
+                              overwrite=args.overwrite)
     summary = json.loads((manifest.parent / "summary.json").read_text())
     splits = ", ".join(f"{n} {s}" for s, n in summary.get("splits", {}).items())
     sal = summary["saliency"]
@@ -79,9 +85,27 @@ def _render_config(args: argparse.Namespace):
 
 
 def _render(args: argparse.Namespace) -> int:
-    from .render import render_assets
+    from .render import collect_assets, output_names, output_paths, render_assets
 
     config = _render_config(args)
+    if args.resume and args.overwrite:
+        raise ValueError("--resume skips finished assets and --overwrite renders them again: give one")
+    files = collect_assets(args.assets)
+    missing = [f for f in files if not f.exists()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]}: no such file or directory")
+    if not files:
+        raise ValueError(f"no 3D meshes to render in {', '.join(args.assets)} ({', '.join(MESH_SUFFIXES)})")
+    names = output_names(files)
+    outputs = {f: output_paths(f, args.out, names[f]) for f in files}
+    inputs = {f.resolve() for f in files}
+    for f, paths in outputs.items():
+        for path in paths:
+            if path.resolve() in inputs:
+                raise ValueError(f"{path} is one of the assets: it would be overwritten; give another --out")
+            if path.exists() and not (args.resume or args.overwrite):
+                raise ValueError(f"{path} exists (an earlier render?): --resume skips finished assets, --overwrite "
+                                 "renders them again")
     results = render_assets(args.assets, args.out, config, resume=args.resume, progress=not args.quiet)
     failed = [r for r in results if r.error]
     for r in results:
@@ -139,6 +163,8 @@ def _assessor_loader(args: argparse.Namespace):
                          "heads instead (their scores mean nothing)")
 
     def load(device):
+        if getattr(args, "quiet", False):
+            _quiet_third_parties(verbose=args.verbose, quiet=True)  # transformers is imported by now
         if untrained:
             print(f"lmmeval: untrained heads on {args.base}: the scores mean nothing", file=sys.stderr)
             assessor = Assessor.from_base(args.base, device=device, dtype=args.dtype, attention=args.attention)
@@ -153,39 +179,76 @@ def _assessor_loader(args: argparse.Namespace):
 
 
 def _score(args: argparse.Namespace) -> int:
-    from .inference.scoring import check_options, score_files
+    from .inference.scoring import check_options, distributed_rank, plan_scoring
 
-    if args.overlay and not args.saliency_dir:
-        raise ValueError("--overlay needs --saliency-dir (where the overlays go)")
     check_options(args.batch_size, args.masks, args.mask_threshold, args.mask_dilate)
+    check_device(args.device)
+    ranks = distributed_rank()  # a stray WORLD_SIZE is an error here, not a KeyError later
     load_assessor = _assessor_loader(args)  # its argument errors now, before any input is looked at
     render = _render_config(args)  # likewise
-    options = dict(batch_size=args.batch_size, csv_path=args.csv, saliency_dir=args.saliency_dir,
-                   render=render, render_cache=args.render_cache,
-                   overlay=args.overlay, masks_dir=args.masks, mask_threshold=args.mask_threshold,
+    if args.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    # Every input and output path is checked before the model loads: a mistake costs seconds.
+    plan = plan_scoring(args.inputs, args.out, csv_path=args.csv, saliency_dir=args.saliency_dir,
+                        overlay=args.overlay, masks_dir=args.masks, render_cache=args.render_cache,
+                        resume=args.resume, overwrite=args.overwrite, keep_failed=args.keep_failed,
+                        include=tuple(args.include), exclude=tuple(args.exclude))
+    note = plan.inputs.skipped_note()
+    if note and (ranks is None or ranks[0] == 0):
+        print(f"lmmeval score: {note}", file=sys.stderr)
+    options = dict(batch_size=args.batch_size, render=render, mask_threshold=args.mask_threshold,
                    mask_dilate=args.mask_dilate, low_confidence_entropy=args.low_confidence, progress=not args.quiet,
-                   workers=args.workers, keep_failed=args.keep_failed)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun / deepspeed launcher: one shard per rank
+                   workers=args.workers)
+    if ranks is not None:  # torchrun / deepspeed launcher: one shard per rank
         from .inference.scoring import score_distributed
 
-        options.pop("csv_path")
-        summary = score_distributed(load_assessor, args.inputs, args.out, resume=args.resume, **options)
-        if int(os.environ["RANK"]) != 0:
+        summary = score_distributed(load_assessor, plan, **options)
+        if ranks[0] != 0:
             return 1 if summary.failed else 0
-        if args.csv:
-            from .inference.writers import write_csv
-
-            write_csv(Path(args.out), Path(args.csv))
     else:
-        summary = score_files(load_assessor(args.device), args.inputs, args.out, resume=args.resume, **options)
+        from .inference.scoring import run_plan
+
+        summary = run_plan(load_assessor(args.device), plan, **options)
     retried = f", {summary.retried} of them failed before" if summary.retried else ""
     ood = f", {summary.out_of_distribution} out of distribution" if summary.ood_checked else ""
     print(f"{summary.total} inputs: {summary.scored_now} scored now{retried}, {summary.kept} already in {args.out}; "
-          f"{args.out} holds {summary.results - summary.failed} scored ({summary.low_confidence} flagged "
+          f"{args.out} holds {summary.scored} scored ({summary.low_confidence} flagged "
           f"low-confidence{ood}) and {summary.failed} failed")
+    if summary.foreign:
+        print(f"lmmeval score: {args.out} also holds {summary.foreign} row(s) for paths that are not among this "
+              "run's inputs: left in the file, not counted above", file=sys.stderr)
+    for input_id, error in summary.failures:
+        print(f"  failed: {input_id}: {error}", file=sys.stderr)
+    if summary.failed > len(summary.failures):
+        print(f"  ... and {summary.failed - len(summary.failures)} more", file=sys.stderr)
     if summary.failed:
         print(f"failed inputs are listed with their 'error' in {args.out}", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def check_device(name: str | None) -> None:
+    """A ``--device`` that this machine cannot use is one line, before anything loads."""
+    if name is None:
+        return
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {name}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cpu":
+        return
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            raise ValueError(f"--device {name}: {why}; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        return
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return
+    raise ValueError(f"--device {name}: not available here (use cpu{' or cuda' if torch.cuda.is_available() else ''})")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -194,10 +257,27 @@ def _evaluate(args: argparse.Namespace) -> int:
     fold = args.fold if args.fold is not None else (-1 if args.split else 0)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_device(args.device)
+    _check_report_folder(Path(args.out), args.overwrite)  # before minutes of assessing, not after
     run(args.model, args.manifest, fold, args.out, base=args.base, device=args.device, batch_size=args.batch_size,
         command=args.command_line, split=args.split, load_assessor=_assessor_loader(args))
     print((Path(args.out) / "report.md").read_text())
     return 0
+
+
+def _check_report_folder(out: Path, overwrite: bool) -> None:
+    """`evaluate`'s report folder: creatable, writable, and not holding an earlier report unless asked."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the report")
+    if (out / "report.json").exists() and not overwrite:
+        raise ValueError(f"--out {out} holds an earlier report (report.json): --overwrite replaces it, or give "
+                         "another folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cannot create the report folder {out}: {err.strerror or err}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write into the report folder {out}: permission denied")
 
 
 def _calibrate_ood(args: argparse.Namespace) -> int:
@@ -211,7 +291,7 @@ def _calibrate_ood(args: argparse.Namespace) -> int:
                                        held_out_split=args.held_out_split, components=args.components,
                                        quantile=args.quantile, folds=args.folds, batch_size=args.batch_size,
                                        device=args.device, base=args.base, progress=not args.quiet,
-                                       command=args.command_line)
+                                       command=args.command_line, overwrite=args.overwrite)
     print(f"wrote {Path(args.model) / 'ood.safetensors'}: fitted on {ood.n_fit} training videos, {ood.axes.shape[0]} "
           f"axes of {ood.dim}; threshold {ood.threshold:.3f} (the {ood.quantile:g} quantile of held-out folds' scores); "
           f"training videos' scores: median {np.median(scores):.3f}, max {scores.max():.3f}")
@@ -225,8 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "for AI-generated 3D human face videos.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Examples:\n"
-               "  lmmeval synth data/raw --n 200 --seed 0          # the paper's protocol: 512x512, 60 fps, 4 s\n"
-               "  lmmeval synth data/small --n 40 --size 112 --fps 8 --seconds 2\n"
+               "  lmmeval synth data/raw --n 200 --seed 5          # the paper's protocol: 512x512, 60 fps, 4 s\n"
+               "  lmmeval synth data/small --n 40 --seed 5 --size 112 --fps 8 --seconds 2\n"
+               "                  # (seeds 0-3 made the embedded checkpoint's training and test studies)\n"
                "  lmmeval prepare data/raw data/prepared --folds 5\n"
                "  lmmeval stats data/prepared/manifest.jsonl --truth data/raw/truth.jsonl",
     )
@@ -249,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw the film grain on a PX x PX grid resized to the frame, so a frame shrunk to PX "
                         "keeps it (default: one grain value per pixel, the benchmark's setting)")
     p.add_argument("--workers", type=int, default=1, help="rendering processes (default 1)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing, non-empty OUT_DIR (the new study takes its place only when complete)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_synth)
 
@@ -267,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma", type=float, default=5.0, help="saliency Gaussian sigma in pixels (default 5)")
     p.add_argument("--sweep", type=float, default=180.0, help="camera orbit of the videos in degrees (default 180)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing, non-empty OUT_DIR (the new one is built beside it and takes its "
+                        "place only when complete)")
     p.set_defaults(func=_prepare)
 
     p = sub.add_parser("import-gen3dhf", help="import the published Gen3DHF release with its official split",
@@ -300,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="annotated snapshot images with the red dots: fixations at the dots' centroids "
                         "(default: the maps thresholded at 0.95, as the authors' fixation maps)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing, non-empty OUT_DIR (the new one is built beside it and takes its "
+                        "place only when complete)")
     p.set_defaults(func=_import_gen3dhf)
 
     p = sub.add_parser("render", help="render 3D head assets (.glb/.gltf/.obj/.ply) as videos in the Gen3DHF protocol",
@@ -319,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (created)")
     _add_render_options(p)
     p.add_argument("--resume", action="store_true", help="skip assets whose video is already complete in --out")
+    p.add_argument("--overwrite", action="store_true", help="render again assets whose video is already in --out")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_render)
 
@@ -338,13 +428,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    f"{', '.join(s.lstrip('.') for s in MESH_SUFFIXES)}, which are first rendered "
                                    "as in `lmmeval render`) and write one JSON line per input: id, path, quality and authenticity (MOS scale "
                                    f"{SCORE_RANGE[0]:g}-{SCORE_RANGE[1]:g}), their text levels and level probabilities, distortion categories, runtime. "
+                                   "What lmmeval wrote into the folders is not scored (view strips beside rendered "
+                                   "videos, render caches, heat maps, overlays, masks), nor are the textures of meshes "
+                                   "among the inputs; the run says how many it skipped. "
                                    "A failing input gets a line with its error and the run continues; the exit status "
-                                   "is 1 if the results file holds a failure (earlier runs' included, after --resume).",
+                                   "is 1 if the results file holds a failure (earlier runs' included, after --resume). "
+                                   "Every output path is checked before the model loads: an existing results file "
+                                   "needs --resume or --overwrite, and no output may be an input.",
                        epilog="Examples:\n"
                               "  lmmeval score renders/ --out results.jsonl                 # the embedded demo model\n"
                               "  lmmeval score renders/ --model ckpt/ --base Qwen2.5-VL-7B-Instruct/ --out r.jsonl --csv r.csv\n"
                               "  lmmeval score a.mp4 b.png --out r.jsonl --saliency-dir maps/ --overlay\n"
                               "  lmmeval score renders/ --out r.jsonl --resume               # continue an interrupted run\n"
+                              "  lmmeval score renders/ --out r.jsonl --overwrite --include '*.mp4' --exclude 'old/*'\n"
                               "  torchrun --nproc_per_node 8 -m lmmeval.cli score renders/ --model ckpt/ --out r.jsonl\n"
                               "                                    # one shard per GPU, merged into r.jsonl (resumable)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video, image or 3D mesh files, or folders")
@@ -361,16 +457,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flag rows whose level distribution has more entropy than this in a dimension "
                         "(default 1.2; uniform over 5 levels is 1.609)")
     p.add_argument("--resume", action="store_true",
-                   help="continue into --out: skip inputs already scored there, score again those that failed "
-                        "(a torn last line is dropped)")
+                   help="continue into an existing --out: skip inputs already scored there, score again those that "
+                        "failed (a torn last line is dropped; rows of other paths are left alone and not counted)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out (and --csv, heat maps, masks) instead of refusing to")
     p.add_argument("--keep-failed", action="store_true",
                    help="with --resume, also skip inputs that failed before (their error rows stay)")
+    p.add_argument("--include", action="append", default=[], metavar="GLOB",
+                   help="score only files whose path below the folder (or name) matches GLOB, e.g. '*.mp4' "
+                        "(repeatable)")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="leave out files whose path below the folder (or name) matches GLOB, e.g. 'old/*' "
+                        "(repeatable)")
     p.add_argument("--batch-size", type=int, default=4, help="inputs per forward pass (default 4)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="decode the next batches in this many worker processes while the model runs (default 0)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="decode inputs in this many separate processes, ahead of the model (default 1; a file that "
+                        "crashes its decoder then fails alone; 0 decodes in the main process)")
     p.add_argument("--render-cache", metavar="DIR",
                    help="where 3D meshes among the inputs are rendered before scoring (default OUT.renders/; "
-                        "finished videos are reused)")
+                        "a video is reused only for the same mesh files and render settings)")
     _add_render_options(p, prefix="render-")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the vision blocks and decoder layers (pays off on large runs: the first "
@@ -389,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     held.add_argument("--fold", type=int, help="fold to evaluate (default 0; -1: every record)")
     held.add_argument("--split", help="an official split to evaluate instead of a fold, e.g. eval (Gen3DHF)")
     p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
     p.add_argument("--batch-size", type=int, default=4, help="videos per forward pass (default 4)")
     p.set_defaults(func=_evaluate)
 
@@ -418,13 +524,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="videos per forward pass (default 4)")
     p.add_argument("--device", help="torch device (default: cuda if available)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the checkpoint's existing ood.safetensors (refused otherwise)")
     p.set_defaults(func=_calibrate_ood)
+
+    from .report import command as report_command  # argparse only: the report's libraries load when it runs
+
+    report_command.add_parser(sub)
     return parser
 
 
 def _model_options(p: argparse.ArgumentParser, untrained: bool) -> None:
     """The options that pick and load the assessor (`score`, `evaluate`)."""
-    from .model.factory import ATTENTIONS, DTYPES
+    from .model.configuration import ATTENTIONS, DTYPES
 
     p.add_argument("--model", help="checkpoint folder (default: the embedded synthetic-data demo checkpoint)")
     p.add_argument("--base", help="base Qwen2.5-VL folder (or preset:NAME) for the checkpoint, instead of the one it "
@@ -440,19 +552,69 @@ def _model_options(p: argparse.ArgumentParser, untrained: bool) -> None:
     p.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
 
 
+# Options whose values may start with a dash (an axis: --front -y); argparse would read "-y" as an option.
+_NEGATIVE_VALUED = ("--front",)
+
+
+def _join_negative_axes(argv: list[str]) -> list[str]:
+    """``--front -y`` -> ``--front=-y``, so the form `render -h` shows parses."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in _NEGATIVE_VALUED and i + 1 < len(argv) and argv[i + 1][:1] == "-" and len(argv[i + 1]) == 2:
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
+def _quiet_third_parties(verbose: bool, quiet: bool) -> None:
+    """What users see is lmmeval's own output: libraries' deprecation notices (FutureWarning,
+    DeprecationWarning: for developers, -v shows them) never, and with -q neither transformers'
+    loading bars nor its warnings."""
+    if not verbose:
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("ignore", category=category)
+    if quiet:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        os.environ["TRANSFORMERS_VERBOSITY"] = "error"  # read when transformers is first imported
+        if "transformers" in sys.modules:  # already imported (main() called in-process)
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+
+
+def _terminate_as_interrupt(signum, frame) -> None:
+    """SIGTERM (a job scheduler, `kill`) stops a command the way Ctrl-C does: the same clean-up runs
+    (worker processes ended, partial files removed, finished rows and videos kept)."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = _join_negative_axes(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(argv)
     args.command_line = "lmmeval " + shlex.join(argv)  # recorded by the reports a command writes
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    # Signal handlers can only be set from the main thread; the previous one (and the warning
+    # filters) are put back afterwards, so that main() called in-process (tests, notebooks) leaves
+    # its caller as it was.
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if on_main_thread else None
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            _quiet_third_parties(verbose=args.verbose, quiet=getattr(args, "quiet", False))
+            return args.func(args)
     except (ValueError, OSError, ImportError) as err:  # a user's input, a file, a missing optional package
         print(f"lmmeval {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lmmeval {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -63,17 +63,27 @@ def test_resume_skips_done_inputs_and_drops_a_torn_line(checkpoint, folder, tmp_
 
 
 def test_resume_refuses_a_file_that_is_not_a_results_file(tmp_path):
-    """A complete line that is not a result row stops the resume with its line number; nothing is cut."""
+    """A complete line that is not a result row stops the resume with its line number; nothing is cut.
+    A last line without its newline is cut only when it begins as a result row does: a file of
+    notes without a final newline is refused whole, not truncated."""
     from lmmeval.inference.scoring import read_rows
 
     out = tmp_path / "notes.jsonl"
-    text = '{"path": "a.mp4"}\nsome notes\n{"path": "b.mp4"}\n'
+    a = '{"id": "a.mp4", "path": "a.mp4"}\n'
+    text = a + 'some notes\n{"id": "b.mp4", "path": "b.mp4"}\n'
     out.write_text(text)
     with pytest.raises(ValueError, match=r"notes.jsonl:2: not a result row"):
         read_rows(out)
     assert out.read_text() == text
-    out.write_text('{"path": "a.mp4"}\n{"path": "b.m')  # torn last line: dropped
-    assert read_rows(out) == {"a.mp4": {"path": "a.mp4"}} and out.read_text() == '{"path": "a.mp4"}\n'
+    out.write_text(a + '{"id": "b.mp4", "path": "b.m')  # torn last line: dropped
+    assert read_rows(out) == {"a.mp4": {"id": "a.mp4", "path": "a.mp4"}} and out.read_text() == a
+    out.write_text(a + '{"i')  # torn inside the row's first bytes: dropped too
+    assert read_rows(out) == {"a.mp4": {"id": "a.mp4", "path": "a.mp4"}} and out.read_text() == a
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes, no final newline")
+    with pytest.raises(ValueError, match=r"notes.txt:1: not a result row of lmmeval score \(and no complete line\)"):
+        read_rows(notes)
+    assert notes.read_text() == "my notes, no final newline"
 
 
 def test_score_help_explains(capsys):

@@ -57,8 +57,8 @@ timeout 180 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/ > "$WORK/pytest
 tail -n 3 "$WORK/pytest_gpu.txt"
 
 # 4. Ten steps of each stage at the preset's shape under ZeRO-2, on a small synthetic study.
-"$PY" -m lmmeval.cli synth "$WORK/raw" --n $N --seed 5 --size 112 --fps 8 --seconds 2 --workers 2 -q
-"$PY" -m lmmeval.cli prepare "$WORK/raw" "$WORK/prepared" --folds 2 -q
+"$PY" -m lmmeval.cli synth "$WORK/raw" --n $N --seed 5 --size 112 --fps 8 --seconds 2 --workers 2 -q --overwrite
+"$PY" -m lmmeval.cli prepare "$WORK/raw" "$WORK/prepared" --folds 2 -q --overwrite
 final=""
 for s in 1 2 3; do
   script=$(ls train/stage${s}_*.py)

@@ -82,19 +82,49 @@ def write_masks(stem: Path, result: Assessment, threshold: float, dilate: int) -
     return folder, target.strength
 
 
-def write_csv(jsonl: Path, csv_path: Path) -> None:
-    """A flat CSV view of a results file (one row per input)."""
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    fields = ["id", "path", "quality", "authenticity", "quality_level", "authenticity_level"]
-    fields += [f"p_{dim}_{lvl}" for dim in DIMENSIONS for lvl in LEVELS]
-    fields += ["distortions", "low_confidence", "refine_strength", "runtime_s", "error"]
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for r in rows:
-            flat = {k: r.get(k) for k in fields if k in r}
-            for dim, probs in (r.get("level_probs") or {}).items():
+# The leading columns of the CSV, in this order; every other scalar field of a row follows (nested
+# fields flattened as ``level_probs.quality.bad`` -> ``p_quality_bad`` etc., lists joined by "; ").
+CSV_LEADING = ["id", "path", "quality", "authenticity", "quality_level", "authenticity_level",
+               "out_of_distribution", "ood_score", "low_confidence", "distortions", "error", "notes"]
+
+
+def csv_row(row: dict) -> dict:
+    """A result row flattened to one CSV row: every scalar field, nested ones named by their path."""
+    flat = {}
+    for key, value in row.items():
+        if key == "level_probs":
+            for dim, probs in (value or {}).items():
                 for lvl, p in probs.items():
                     flat[f"p_{dim}_{lvl}"] = p
-            flat["distortions"] = "; ".join(r.get("distortions") or [])
-            writer.writerow(flat)
+        elif isinstance(value, dict):
+            for sub, v in value.items():
+                if isinstance(v, dict):
+                    for leaf, x in v.items():
+                        flat[f"{key}_{sub}_{leaf}"] = x
+                else:
+                    flat[f"{key}_{sub}"] = v
+        elif isinstance(value, list):
+            flat[key] = "; ".join(map(str, value))
+        else:
+            flat[key] = value
+    return flat
+
+
+def write_csv(jsonl: Path, csv_path: Path, paths: set[str] | None = None) -> None:
+    """A flat CSV view of a results file (one row per input; only the rows of ``paths`` when given),
+    written to a temporary name and renamed, so it is never half written. Every scalar field of a
+    row is a column, the out-of-distribution flag and the notes included: a reader of the CSV sees
+    every warning the JSON lines carry. Probability columns are named p_<dimension>_<level>."""
+    rows = [json.loads(line) for line in Path(jsonl).read_text().splitlines() if line.strip()]
+    flat = [csv_row(r) for r in rows if paths is None or r.get("path") in paths]
+    probs = [f"p_{dim}_{lvl}" for dim in DIMENSIONS for lvl in LEVELS]
+    fields = CSV_LEADING + probs
+    for r in flat:
+        fields += [k for k in r if k not in fields]
+    csv_path = Path(csv_path)
+    tmp = csv_path.with_name(csv_path.name + ".partial")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(flat)
+    tmp.replace(csv_path)

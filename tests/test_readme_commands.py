@@ -1,0 +1,85 @@
+"""Every shell command the README shows runs as written, in order, in a scratch folder; the long
+ones (training, hour-long renders, installs, a 7B model the machine cannot have) are listed below
+with the reason, and each of those entries must still match a command of the README.
+
+The scratch folder sees the repository's .venv, tools/, data_prep/, configs/ and train/ through
+links, so `.venv/bin/lmmeval ...` and `python tools/...` run as a reader at the repository root runs
+them, without writing into the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md"]
+LINKED = (".venv", "tools", "data_prep", "configs", "train")
+
+# Command prefix -> why it is not run here (each has its own test or measurement where it can).
+LONG = {
+    "make demo": "its own test: tests/test_demo.py runs `make demo`",
+    "make test": "the test suite itself",
+    "make pretrain": "stage 0: about an hour on 2 cores",
+    ".venv/bin/lmmeval synth data/raw --n 200": "the paper's protocol: 200 videos at 512 px, 60 fps, hours on 2 cores",
+    ".venv/bin/lmmeval score renders/ --model ckpt/ --base /models/": "needs a trained 7B checkpoint and its base",
+    ".venv/bin/lmmeval score heads/": "renders four meshes at the paper's protocol first (minutes)",
+    "deepspeed train/": "a training stage: minutes to hours",
+    "python train/stage1_instruct.py": "a training stage on stage 0's base (after make pretrain)",
+    ".venv/bin/lmmeval evaluate --model runs/qwen7b/": "needs a trained 7B checkpoint",
+    ".venv/bin/lmmeval calibrate-ood --model ckpt/": "needs a trained checkpoint of one's own",
+    ".venv/bin/python -m lmmeval.experiments.trust": "renders two studies and scores them: about 15 minutes",
+    "python3 -m venv .venv": "the install, which make does (CI runs it from scratch)",
+    ".venv/bin/pip install": "the install, which make does (CI runs it from scratch)",
+}
+
+
+def commands(path: Path) -> list[str]:
+    """The commands of ``path``'s bash blocks, continuation lines joined, comments dropped."""
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", path.read_text(), flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            command = line.split(" #", 1)[0].strip()
+            if command and not command.startswith("#"):
+                out.append(command)
+    return out
+
+
+def _long(command: str) -> str | None:
+    return next((why for prefix, why in LONG.items() if command.startswith(prefix)), None)
+
+
+def test_every_long_entry_still_names_a_command():
+    shown = [c for doc in DOCS for c in commands(doc)]
+    stale = [prefix for prefix in LONG if not any(c.startswith(prefix) for c in shown)]
+    assert not stale, f"LONG entries that match no command any more: {stale}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_shell_commands_run_as_written(doc, tmp_path):
+    scratch = tmp_path / "repo"
+    scratch.mkdir()
+    for name in LINKED:
+        if (ROOT / name).exists():
+            (scratch / name).symlink_to(ROOT / name)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    ran = 0
+    for command in commands(doc):
+        if _long(command):
+            continue
+        # `python` as the README writes it is the project's environment's.
+        argv = shlex.split(command)
+        if argv[0] in ("python", "python3"):
+            argv[0] = sys.executable
+        done = subprocess.run(argv, cwd=scratch, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{doc.name}: `{command}` exited {done.returncode}:\n{done.stderr[-3000:]}"
+        ran += 1
+    assert ran >= 5  # the short commands are the point of this test
