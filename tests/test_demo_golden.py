@@ -1,11 +1,15 @@
-"""The embedded demo checkpoint gives exactly the outputs it gave when this file's reference was made.
+"""The embedded demo checkpoint gives the outputs it gave when this file's reference was made.
 
 A fixed set of inputs (two rendered synthetic heads, a snapshot image, a seeded in-memory video)
-is assessed in one batch, with the free-text description; scores, level probabilities, levels,
-categories, the description and every saliency map (by SHA-256 of its float32 bytes) must be
-bit-identical to ``tests/data/demo_golden/reference.json``. Refactors of the inference path are
-held to it. Rebuilding the demo checkpoint on purpose changes the outputs: then regenerate the
-reference with
+is assessed in one batch, with the free-text description. Levels, categories, the description,
+frame indices and notes must equal ``tests/data/demo_golden/reference.json``; scores, level
+probabilities and every saliency map (pooled to 8 x 8 cells per frame) must agree within the
+tolerances below. Not bit for bit: CPU kernels differ between processors (an AMD and an Intel
+machine give scores 1e-5 apart with the same wheels), while any real change to the inference path
+moves these numbers by orders of magnitude more (bilinear instead of bicubic resizing of the
+in-memory video moves its quality by 0.06 and a pooled saliency cell by 8e-3).
+Refactors of the inference path are held to it. Rebuilding the demo checkpoint on purpose changes
+the outputs: then regenerate the reference with
 
     python tests/test_demo_golden.py --write
 
@@ -14,7 +18,6 @@ and say so in the commit.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -37,6 +40,19 @@ def golden_inputs() -> list:
 # CPU kernels split their reductions by thread count (one thread gives other saliency bits than
 # two): the reference and the test both run on this many, whatever the machine's core count.
 THREADS = 2
+# Tolerances: about 100x the differences seen between two processors, well below a real change.
+SCORE_ATOL = 1e-3  # MOS points (0-100)
+PROB_ATOL = 1e-4
+SALIENCY_ATOL = 1e-4  # per pooled cell, maps in [0, 1]
+POOL = 8  # cells per side of a saliency map's pooled summary
+
+
+def pooled(maps: np.ndarray) -> list:
+    """(T, H, W) or (H, W) saliency -> per frame, the mean over each of POOL x POOL cells."""
+    maps = maps if maps.ndim == 3 else maps[None]
+    t, h, w = maps.shape
+    rows, cols = np.array_split(np.arange(h), POOL), np.array_split(np.arange(w), POOL)
+    return [[[float(m[np.ix_(r, c)].mean()) for c in cols] for r in rows] for m in maps]
 
 
 def demo_outputs() -> list[dict]:
@@ -59,19 +75,26 @@ def demo_outputs() -> list[dict]:
             "quality_level": r.quality_level, "authenticity_level": r.authenticity_level,
             "level_probs": r.level_probs, "distortions": r.distortions, "description": r.description,
             "frame_indices": r.frame_indices, "notes": r.notes,
-            "saliency_shape": list(saliency.shape), "saliency_mean": float(saliency.mean()),
-            "saliency_sha256": hashlib.sha256(saliency.tobytes()).hexdigest(),
+            "saliency_shape": list(saliency.shape), "saliency_pooled": pooled(saliency),
         })
     return out
 
 
-def test_demo_checkpoint_outputs_are_bit_identical_to_the_reference():
+def test_demo_checkpoint_outputs_match_the_reference():
     expected = json.loads(REFERENCE.read_text())
     got = json.loads(json.dumps(demo_outputs()))  # the same float -> text -> float round trip as the file
     assert len(got) == len(expected)
     for i, (g, e) in enumerate(zip(got, expected)):
         # Field by field, so a failure says which output moved and by how much.
-        for key in e:
+        for key in ("quality", "authenticity"):
+            assert abs(g[key] - e[key]) <= SCORE_ATOL, f"input {i}, {key}: {g[key]!r} != reference {e[key]!r}"
+        for dim, probs in e["level_probs"].items():
+            for level, p in probs.items():
+                assert abs(g["level_probs"][dim][level] - p) <= PROB_ATOL, f"input {i}, p({dim} {level})"
+        moved = np.abs(np.array(g["saliency_pooled"]) - np.array(e["saliency_pooled"])).max()
+        assert moved <= SALIENCY_ATOL, f"input {i}: saliency moved by {moved:.2e} in a pooled cell"
+        for key in ("quality_level", "authenticity_level", "distortions", "description", "frame_indices", "notes",
+                    "saliency_shape"):
             assert g[key] == e[key], f"input {i}, {key}: {g[key]!r} != reference {e[key]!r}"
 
 
