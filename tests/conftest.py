@@ -6,10 +6,11 @@ import os
 
 import pytest
 
-# Tests never touch a model hub, and qwen-vl-utils must decode with decord.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("FORCE_QWENVL_VIDEO_READER", "decord")
+# Tests never touch a model hub, and qwen-vl-utils must decode with decord: forced, not defaulted,
+# so that a user's HF_HUB_OFFLINE=0 in the shell cannot send a test to the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["FORCE_QWENVL_VIDEO_READER"] = "decord"
 
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true",

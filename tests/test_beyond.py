@@ -67,15 +67,17 @@ def test_reward_equals_the_inference_score_and_leaves_the_critic_as_it_was(demo,
     before = head.training, [p.requires_grad for p in head.parameters()]
     head.train()
     head.requires_grad_(True)
-    video = (uint8.float() / 255)[None].requires_grad_(True)
-    score = demo.reward(video)
-    assert float(score) == pytest.approx(expected, abs=1e-3)
-    score.sum().backward()
-    assert video.grad is not None and all(p.grad is None for p in head.parameters())
-    assert head.training and all(p.requires_grad for p in head.parameters())
-    head.train(before[0])
-    for p, flag in zip(head.parameters(), before[1]):
-        p.requires_grad_(flag)
+    try:
+        video = (uint8.float() / 255)[None].requires_grad_(True)
+        score = demo.reward(video)
+        assert float(score) == pytest.approx(expected, abs=1e-3)
+        score.sum().backward()
+        assert video.grad is not None and all(p.grad is None for p in head.parameters())
+        assert head.training and all(p.requires_grad for p in head.parameters())
+    finally:  # the demo assessor is shared by the module's tests: put it back even when this one fails
+        head.train(before[0])
+        for p, flag in zip(head.parameters(), before[1]):
+            p.requires_grad_(flag)
 
 
 def test_refine_mask_threshold_dilation_strength():

@@ -106,7 +106,6 @@ def test_score_help_explains(capsys):
 @pytest.mark.slow
 def test_torchrun_shards_inputs_and_merges_one_output(checkpoint, synthetic_raw, tmp_path):
     """Two ranks (CPU, gloo) each score half of the inputs; rank 0 merges one complete file."""
-    import socket
     import subprocess
     import sys
     from pathlib import Path
@@ -116,12 +115,10 @@ def test_torchrun_shards_inputs_and_merges_one_output(checkpoint, synthetic_raw,
     for i, src in enumerate(sorted((synthetic_raw / "videos").glob("*.mp4"))[:5]):
         shutil.copy(src, folder / f"v{i}.mp4")
     (folder / "broken.mp4").write_text("not a video")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "r.jsonl"
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
+    # --standalone: torchrun binds a free port itself and holds it (no port picked here and closed again).
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2",
            "-m", "lmmeval.cli", "score", str(folder), "--model", str(checkpoint), "--out", str(out), "-q"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0  # the broken input is reported as a failure

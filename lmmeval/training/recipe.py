@@ -24,7 +24,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -291,19 +290,24 @@ def _device(config: TrainConfig) -> torch.device:
 def _single_process_env():
     """Let a plain `python train/...` (and tests) run DeepSpeed without its launcher.
 
-    The rank variables are set only while the stage runs: left behind, they would send a later
-    subprocess (another stage started from a notebook or a test) to this process's rendezvous port,
-    which is still in use, and its start would fail with EADDRINUSE."""
-    if "RANK" in os.environ:  # a launcher set them
+    The process group of one rank is made here on a file store: no port is picked (a port found
+    free and closed again can be taken by another process before the rendezvous binds it), and
+    DeepSpeed, finding a group, makes none. The group lives as long as the process (DeepSpeed keeps
+    references to it between runs), its store in a temporary folder removed at exit. The rank
+    variables DeepSpeed also reads are set only while the stage runs: left behind, they would tell a
+    later subprocess (another stage started from a notebook or a test) that it runs under a launcher."""
+    import torch.distributed as dist
+
+    if "RANK" in os.environ:  # a launcher set it up
         yield
         return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ours = dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    ours = dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="0")
     before = {key: os.environ.get(key) for key in ours}
     os.environ.update(ours)
     try:
+        if not dist.is_initialized():
+            backend = _deepspeed().get_accelerator().communication_backend_name()
+            dist.init_process_group(backend, store=dist.FileStore(_store_path(), 1), rank=0, world_size=1)
         yield
     finally:
         for key, value in before.items():
@@ -311,6 +315,17 @@ def _single_process_env():
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _store_path() -> str:
+    """A file for the single-process group's store, in a folder removed when the process exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="lmmeval-rendezvous-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return os.path.join(folder, "store")
 
 
 def _deepspeed_config(path: str | None, config: TrainConfig) -> dict:
