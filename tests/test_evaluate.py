@@ -19,7 +19,7 @@ def test_pairwise_accuracy_hand_worked():
     assert pairwise_accuracy([1, 1, 2], [1, 2, 3]) == pytest.approx(2.5 / 3)
     # the pair with equal MOS (0,1) is not counted; (0,2) agrees, (1,2) does not -> 1/2
     assert pairwise_accuracy([3, 1, 2], [5, 5, 1]) == pytest.approx(0.5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least two distinct MOS values"):
         pairwise_accuracy([1, 2], [3, 3])
 
 
@@ -74,6 +74,47 @@ def test_evaluate_writes_a_complete_report(tiny_assessor, prepared_manifest, tmp
     assert data["saliency"]["views"] > 0 and 0 <= data["saliency"]["auc_judd"] <= 1
     assert "PLCC (logistic-4 fitted)" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "scatter.png").stat().st_size > 0 and (tmp_path / "generators.png").stat().st_size > 0
+
+
+def test_evaluate_numbers_are_those_of_its_own_predictions(prepared_manifest):
+    """Recomputed from the report's saved predictions with scipy and by hand: SRCC, KRCC, PLCC per
+    dimension, exact-set accuracy over the labelled records (the embedded checkpoint: varied scores)."""
+    from scipy.stats import kendalltau, pearsonr, spearmanr
+
+    from lmmeval.inference.assessor import Assessor
+
+    records = [r for r in load_manifest(prepared_manifest) if r.fold == 0]
+    report = evaluate(Assessor.from_pretrained(device="cpu"), records, progress=False)
+    for dim in ("quality", "authenticity"):
+        pred, mos = [p[dim] for p in report["predictions"]], [r.mos[dim] for r in records]
+        assert report[dim]["srcc"] == pytest.approx(spearmanr(pred, mos)[0], abs=1e-9)
+        assert report[dim]["krcc"] == pytest.approx(kendalltau(pred, mos)[0], abs=1e-9)
+        assert report[dim]["plcc"] == pytest.approx(pearsonr(pred, mos)[0], abs=1e-9)
+    exact = [sorted(p["distortions"]) == sorted(r.categories) for p, r in zip(report["predictions"], records)]
+    assert report["distortions"]["exact_set_accuracy"] == pytest.approx(sum(exact) / len(exact))
+
+
+def test_saliency_is_scored_on_the_sampled_frame_nearest_each_view(tmp_path):
+    """Hand-worked pairing: maps sampled at frames 0, 0, 6, 6, 12, 12 (two per temporal patch); a view
+    at frame 5 is scored against the map of frame 6 (index 2, not index 5), one at frame 11 against
+    frame 12's. The ground truth of each view is that very map, so CC is 1 exactly when paired right."""
+    from types import SimpleNamespace
+
+    from lmmeval.data.manifest import View
+    from lmmeval.data.saliency_maps import points_to_saliency_map, save_saliency_png
+    from lmmeval.eval.evaluate import _saliency_report
+
+    centres = [(8, 8), (24, 8), (24, 24)]  # (x, y) of the blob of frames 0, 6 and 12
+    maps = [points_to_saliency_map([c], 32, 32, sigma=3) for c in centres]
+    pred = SimpleNamespace(frame_indices=[0, 0, 6, 6, 12, 12], saliency=np.stack([m for m in maps for _ in (0, 1)]))
+    views = {}
+    for name, frame, k in (("-45", 5, 1), ("45", 11, 2)):
+        path = tmp_path / f"{name}.png"
+        save_saliency_png(path, maps[k])
+        views[name] = View(frame=frame, saliency=path.name, fixations=[list(centres[k])], saliency_path=path)
+    record = SimpleNamespace(views=views)
+    out = _saliency_report([pred], [record])
+    assert out["views"] == 2 and out["cc"] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_evaluate_command_records_its_command_line_and_commit(prepared_manifest, tmp_path, capsys):

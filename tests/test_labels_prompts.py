@@ -46,7 +46,7 @@ def test_score_to_level_clamps_outside_explicit_range_and_rejects_bad_input():
 def test_answers_round_trip():
     assert level_answer("quality", "good") == "The quality of the human face in this video is good."
     assert level_answer("authenticity", "bad").startswith("The authenticity")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown level 'great'"):
         level_answer("quality", "great")
     text = distortion_answer(["Mouth Distortions", "Eye Distortions"])
     assert text == f"{DISTORTION_ANSWER_STEM} Eye Distortions; Mouth Distortions."  # DISTORTIONS order

@@ -119,30 +119,40 @@ def test_a_base_without_a_checkpoint_needs_untrained(video, tmp_path, capsys):
     assert "untrained assessor: its scores mean nothing" in row["notes"]
 
 
-@pytest.mark.parametrize("argv", [
-    ["synth", "{tmp}/raw", "--n", "0"],
-    ["synth", "{tmp}/raw", "--size", "15"],
-    ["prepare", "{tmp}/missing", "{tmp}/out"],
-    ["import-gen3dhf", "{tmp}/missing", "{tmp}/out", "--labels", "{tmp}/labels"],
-    ["import-gen3dhf", "{tmp}", "{tmp}/out", "--labels", "{tmp}", "--folds", "1"],
-    ["stats", "{tmp}/missing.jsonl"],
-    ["stats", "{tmp}/not_a_manifest.jsonl"],
-    ["score", "{tmp}", "--out", "{tmp}/r.jsonl", "--model", "{tmp}/no_checkpoint"],
-    ["score", "{tmp}", "--out", "{tmp}/r.jsonl", "--batch-size", "0"],
-    ["score", "{tmp}", "--out", "{tmp}/r.jsonl", "--overlay"],
-    ["score", "{tmp}", "--out", "{tmp}/r.jsonl", "--untrained"],
-    ["score", "{tmp}", "--out", "{tmp}/readonly/r.jsonl", "--masks", "{tmp}/m", "--mask-threshold", "2"],
-    ["evaluate", "--manifest", "{tmp}/missing.jsonl", "--out", "{tmp}/report"],
-    ["evaluate", "--manifest", "{tmp}/not_a_manifest.jsonl", "--out", "{tmp}/report", "--split", "eval"],
-    ["calibrate-ood", "--model", "{tmp}/no_checkpoint", "--manifest", "{tmp}/missing.jsonl"],
-    ["calibrate-ood", "--model", "{tmp}", "--manifest", "{tmp}/not_a_manifest.jsonl", "--components", "0"],
+@pytest.mark.parametrize("argv, names", [
+    (["synth", "{tmp}/raw", "--n", "0"], "n must be >= 1, got 0"),
+    (["synth", "{tmp}/raw", "--size", "15"], "size must be an even number >= 16 (H.264), got 15"),
+    (["prepare", "{tmp}/missing", "{tmp}/out"], "{tmp}/missing/ratings.csv: missing"),
+    (["import-gen3dhf", "{tmp}/missing", "{tmp}/out", "--labels", "{tmp}/labels"], "{tmp}/missing/video_RGB: no such folder"),
+    (["import-gen3dhf", "{tmp}", "{tmp}/out", "--labels", "{tmp}", "--folds", "1"], "folds must be >= 2, got 1"),
+    (["stats", "{tmp}/missing.jsonl"], "{tmp}/missing.jsonl: no such manifest"),
+    (["stats", "{tmp}/not_a_manifest.jsonl"], "{tmp}/not_a_manifest.jsonl, line 1: not valid JSON"),
+    (["score", "{tmp}/x.png", "--out", "{tmp}/r.jsonl", "--model", "{tmp}/no_checkpoint"],
+     "{tmp}/no_checkpoint: not an lmmeval checkpoint"),
+    (["score", "{tmp}/x.png", "--out", "{tmp}/r.jsonl", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["score", "{tmp}/x.png", "--out", "{tmp}/r.jsonl", "--overlay"], "--overlay needs --saliency-dir"),
+    (["score", "{tmp}/x.png", "--out", "{tmp}/r.jsonl", "--untrained"], "--untrained builds fresh heads on --base"),
+    (["score", "{tmp}/x.png", "--out", "{tmp}/r.jsonl", "--masks", "{tmp}/m", "--mask-threshold", "2"],
+     "mask threshold must be in [0, 1] and dilate >= 0, got 2.0"),
+    (["evaluate", "--manifest", "{tmp}/missing.jsonl", "--out", "{tmp}/report"], "{tmp}/missing.jsonl: no such manifest"),
+    (["evaluate", "--manifest", "{tmp}/not_a_manifest.jsonl", "--out", "{tmp}/report", "--split", "eval"],
+     "{tmp}/not_a_manifest.jsonl, line 1: not valid JSON"),
+    (["calibrate-ood", "--model", "{tmp}/no_checkpoint", "--manifest", "{tmp}/missing.jsonl"],
+     "{tmp}/missing.jsonl: no such manifest"),
+    (["calibrate-ood", "--model", "{tmp}", "--manifest", "{tmp}/not_a_manifest.jsonl", "--components", "0"],
+     "components must be >= 1, got 0"),
 ])
-def test_bad_arguments_and_paths_are_one_line_never_a_traceback(argv, tmp_path, capsys):
+def test_bad_arguments_and_paths_are_one_line_never_a_traceback(argv, names, tmp_path, capsys):
+    """Each mistake is one line that names what was wrong (the argument, or the file), exit status 2."""
+    from PIL import Image
+
     (tmp_path / "not_a_manifest.jsonl").write_text("this is not json\n")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "x.png")
     argv = [a.format(tmp=tmp_path) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.startswith(f"lmmeval {argv[0]}: error: ") and err.count("\n") == 1, err
+    assert names.format(tmp=tmp_path) in err, err
 
 
 @pytest.mark.parametrize("argv", [["score"], ["evaluate", "--manifest", "m"], ["score", "x", "--out", "o", "--dtype", "half"],

@@ -168,7 +168,7 @@ def _write_csv(tmp_path, body, name="ratings.csv"):
 
 def test_csv_rating_out_of_range_names_file_line_field(tmp_path):
     path = _write_csv(tmp_path, "S1,v1,quality,1\nS1,v2,quality,5.5\nS1,v3,quality,2\n", name="my_ratings.csv")
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError, match="my_ratings.csv") as err:
         compute_mos(path)
     message = str(err.value)
     assert "my_ratings.csv" in message and "line 3" in message and "rating" in message
@@ -188,7 +188,7 @@ def test_csv_validation_errors(tmp_path):
     }
     for body, (line, word) in cases.items():
         path = _write_csv(tmp_path, body)
-        with pytest.raises(ValueError) as err:
+        with pytest.raises(ValueError, match="ratings.csv") as err:
             compute_mos(path, screen=False)
         assert "ratings.csv" in str(err.value) and line in str(err.value) and word in str(err.value), body
 
@@ -209,5 +209,5 @@ def test_tuple_validation_errors_name_the_index():
         compute_mos([("S1", "v1", "quality", 5.5), ("S1", "v2", "quality", 2)])
     with pytest.raises(ValueError, match=r"ratings\[0\]"):
         compute_mos([("S1", "v1", "quality")])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no ratings given"):
         compute_mos([])

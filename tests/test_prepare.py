@@ -112,7 +112,7 @@ def test_view_to_frame_hand_worked():
     assert view_to_frame(-90, 16) == 0 and view_to_frame(90, 16) == 15
     assert view_to_frame(-45, 16) == 4  # 45/180 * 15 = 3.75
     assert view_to_frame(0, 240) == 120  # 0.5 * 239 = 119.5 -> rounds to even
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="view 120 deg lies outside the 180.0 deg orbit"):
         view_to_frame(120, 16)
 
 

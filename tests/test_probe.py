@@ -28,11 +28,31 @@ def test_probe_trains_and_reports_each_epoch(prepared_manifest, encoder):
     assert (out["n_train"], out["n_test"]) == (len(train), len(test))
     assert [h["epoch"] for h in out["history"]] == [1, 2, 3, 4]
     assert out["history"][-1]["train_loss"] < 0.9 * out["history"][0]["train_loss"]  # it trains
-    for h in out["history"]:
-        for key in ("quality_srcc", "authenticity_srcc"):
-            assert h[key] is None or -1 <= h[key] <= 1
-        assert 0 <= h["exact_set_accuracy"] <= 1
+    assert all({"quality_srcc", "authenticity_srcc", "exact_set_accuracy"} <= set(h) for h in out["history"])
     assert out["parameters"] > 1e5
+
+
+def test_heldout_metrics_against_scipy_and_a_hand_worked_exact_set():
+    """The numbers each epoch reports: SRCC as scipy computes it, None for a constant prediction
+    (no ranking), exact-set accuracy over the labelled records only (two of three right here)."""
+    import torch
+    from scipy.stats import spearmanr
+
+    from lmmeval.experiments.probe import heldout_metrics
+
+    quality = torch.tensor([10.0, 40.0, 20.0, 30.0])
+    logits = torch.tensor([[1.0, -1.0], [1.0, 1.0], [-1.0, -1.0], [5.0, 5.0]])
+
+    def model(x):  # the probe's interface: (scores (n, 2), category logits (n, C)) for a slice of inputs
+        return torch.stack([quality[x], torch.full_like(quality[x], 50.0)], 1), logits[x]
+
+    model.eval = lambda: None
+    mos = torch.tensor([[1.0, 5.0], [4.0, 6.0], [3.0, 7.0], [2.0, 8.0]])
+    cats = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [float("nan")] * 2])  # the last: not labelled
+    out = heldout_metrics(model, {"x": torch.arange(4)}, mos, cats)
+    assert out["quality_srcc"] == pytest.approx(spearmanr(quality.numpy(), mos[:, 0].numpy())[0])
+    assert out["authenticity_srcc"] is None
+    assert out["exact_set_accuracy"] == pytest.approx(2 / 3)
 
 
 def test_qwen_encoder_sees_the_processor_grid(prepared_manifest):

@@ -6,12 +6,47 @@ from pathlib import Path
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_readme_python_blocks_run(tmp_path, monkeypatch):
+def printed_outputs(block: str) -> list[str | None]:
+    """For each print( line of ``block``, in order, the output the README shows beside it: a Python
+    literal in its trailing comment or in a comment line right below it (None: the comment is prose)."""
+    import ast
+
+    lines = block.splitlines()
+    shown = []
+    for k, line in enumerate(lines):
+        if not line.lstrip().startswith("print("):
+            continue
+        comments = [line.split("#", 1)[1] if "#" in line else None,
+                    lines[k + 1].lstrip()[1:] if k + 1 < len(lines) and lines[k + 1].lstrip().startswith("#") else None]
+        value = None
+        for text in filter(None, comments):
+            try:
+                value = str(ast.literal_eval(text.strip()))
+                break
+            except (ValueError, SyntaxError):
+                continue
+        shown.append(value)
+    return shown
+
+
+def test_readme_python_blocks_run_and_print_what_the_readme_shows(tmp_path, monkeypatch):
+    """Every python block runs; where the README shows a print's output as a literal (e.g.
+    `# ['excellent', 'bad', 'good']`), the block prints exactly that."""
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "README has no python example"
     monkeypatch.chdir(tmp_path)
+    checked = 0
     for i, block in enumerate(blocks):
-        exec(compile(block, f"README.md python block {i + 1}", "exec"), {})
+        printed: list[str] = []
+        exec(compile(block, f"README.md python block {i + 1}", "exec"),
+             {"print": lambda *args, **kw: printed.append(" ".join(map(str, args)))})
+        shown = printed_outputs(block)
+        assert len(printed) == len(shown), f"block {i + 1}: each print( line should run once"
+        for got, expected in zip(printed, shown):
+            if expected is not None:
+                assert got == expected, f"README.md python block {i + 1} prints {got!r}, the README shows {expected!r}"
+                checked += 1
+    assert checked >= 3
 
 
 def test_results_md_quotes_the_cross_validation_run_it_discusses():

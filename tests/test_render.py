@@ -1,6 +1,8 @@
 """`lmmeval render`: small heads in all three formats (a textured .glb, an .obj with its .mtl and
 texture, a vertex-coloured .ply), each with a red marker on the head's right side, rendered at test
-size on the Gen3DHF orbit; bad assets named; one mesh scored end to end through `lmmeval score`."""
+size on the Gen3DHF orbit; bad assets named; the renderer's variant (LLVM where it loads, scalar
+otherwise, forced by LMMEVAL_RENDER_VARIANT); one mesh scored end to end through `lmmeval score`,
+from only the frames the model reads, as it scores the whole video."""
 
 from __future__ import annotations
 
@@ -17,9 +19,32 @@ from lmmeval.cli import main  # noqa: E402
 from lmmeval.io.media import read_video, video_info  # noqa: E402
 from lmmeval.render import RenderConfig, render_asset, render_assets, render_frames  # noqa: E402
 from lmmeval.render.assets import AssetError, load_asset  # noqa: E402
+from lmmeval.render.pool import RenderPool  # noqa: E402
+from lmmeval.render.scene import VARIANT_ENV  # noqa: E402
 
 SMALL = RenderConfig(size=48, fps=4, seconds=2, spp=2)  # 8 frames of 48x48
 SKIN, RED = (210, 180, 160), (255, 0, 0)
+NO_LLVM = "/nonexistent/libLLVM.so"  # DRJIT_LIBLLVM_PATH that keeps Dr.Jit's LLVM backend from loading
+
+
+def _llvm_loads() -> bool:
+    """Whether Dr.Jit's LLVM backend loads on this machine (asked in a fresh process, as a worker would)."""
+    import subprocess
+    import sys
+
+    check = "import drjit as dr, sys; sys.exit(0 if dr.has_backend(dr.JitBackend.LLVM) else 1)"
+    return subprocess.run([sys.executable, "-c", check], capture_output=True).returncode == 0
+
+
+# Where no libLLVM loads the scalar renderer is all there is.
+LLVM = pytest.param("llvm_ad_rgb", marks=pytest.mark.skipif(not _llvm_loads(), reason="no libLLVM loads here"))
+
+
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no thread count")
 
 
 def _egg():
@@ -76,13 +101,98 @@ def test_each_format_renders_in_the_protocol_with_the_right_profile_first(assets
     assert _red(views[:, :48]) > _red(views[:, 96:])  # the marker shows at -45, not at +45
 
 
-def test_the_same_frames_every_run_and_whatever_the_workers(assets):
+@pytest.mark.parametrize("variant", ["scalar_rgb", LLVM])
+def test_the_same_frames_every_run_and_whatever_the_workers(assets, variant, monkeypatch):
+    """Frame i is seeded by i: the same frames twice, and on one core or two (processes of the scalar
+    renderer, threads of the LLVM one: its worker does run more threads)."""
+    monkeypatch.setenv(VARIANT_ENV, variant)
     head = load_asset(assets["glb"])
     azimuths = np.linspace(-90, 90, 6)
-    one = render_frames(head, azimuths, SMALL)
-    assert np.array_equal(one, render_frames(head, azimuths, SMALL))
-    two = render_frames(head, azimuths, RenderConfig(**{**SMALL.__dict__, "workers": 2}))
-    assert np.array_equal(one, two)
+    frames, threads = [], []
+    for workers in (1, 1, 2):
+        with RenderPool(workers) as pool:
+            frames.append(pool.render(head, azimuths, 48, 2))
+            assert pool.variant == variant
+            threads.append(_threads(pool.pids[0]))
+    assert np.array_equal(frames[0], frames[1]) and np.array_equal(frames[0], frames[2])
+    if variant == "llvm_ad_rgb":
+        assert threads[2] > threads[0]
+
+
+def test_progress_moves_with_every_frame(assets):
+    """The progress callback hears of each frame as it is done, not of chunks of frames."""
+    calls = []
+    render_frames(load_asset(assets["ply"]), np.linspace(-90, 90, 6), SMALL, progress=calls.append)
+    assert calls == [1] * 6
+
+
+def test_llvm_where_it_loads_else_scalar_with_one_line_saying_how(assets, monkeypatch, capfd, tmp_path):
+    """On a CPU the LLVM variant renders where a libLLVM loads; where none does, the scalar one, and
+    one line (once per process, Dr.Jit's own complaints held back) says how to get the fast one."""
+    import lmmeval.render.pool as pool_module
+
+    monkeypatch.delenv(VARIANT_ENV, raising=False)
+    monkeypatch.setattr(pool_module, "_NOTED", set())
+    with RenderPool(1, prefer_gpu=False) as pool:
+        assert pool.start() == ("llvm_ad_rgb" if _llvm_loads() else "scalar_rgb")
+    capfd.readouterr()
+    monkeypatch.setenv("DRJIT_LIBLLVM_PATH", NO_LLVM)
+    monkeypatch.setattr(pool_module, "_NOTED", set())
+    for _ in range(2):
+        with RenderPool(1, prefer_gpu=False) as pool:
+            assert pool.start() == "scalar_rgb"
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "libLLVM" in err[0] and "DRJIT_LIBLLVM_PATH" in err[0], err
+    # The slow renderer still renders the asset.
+    assert main(["render", str(assets["ply"]), "--out", str(tmp_path / "r"), "--size", "32", "--fps", "2",
+                 "--seconds", "1", "--spp", "1", "-q"]) == 0
+
+
+def test_the_variant_can_be_forced_and_a_wrong_one_is_one_clear_error(assets, monkeypatch, capsys, tmp_path):
+    from lmmeval.render.pool import VariantUnavailable
+    from lmmeval.render.scene import requested_variant
+
+    monkeypatch.setenv(VARIANT_ENV, "scalar_rgb")
+    with RenderPool(2, prefer_gpu=True) as pool:
+        assert pool.start() == "scalar_rgb"
+    monkeypatch.setenv(VARIANT_ENV, "fast")
+    with pytest.raises(ValueError, match="LMMEVAL_RENDER_VARIANT='fast' is not a render variant: give one of "
+                                         "scalar_rgb, llvm_ad_rgb, cuda_ad_rgb"):
+        requested_variant()
+    argv = ["render", str(assets["ply"]), "--out", str(tmp_path / "r"), "--size", "32", "--fps", "2", "--seconds",
+            "1", "-q"]
+    assert main(argv) == 2
+    assert "is not a render variant" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    # A variant that does not load here: one error, whatever the number of assets, and nothing written.
+    monkeypatch.setenv(VARIANT_ENV, "llvm_ad_rgb")
+    monkeypatch.setenv("DRJIT_LIBLLVM_PATH", NO_LLVM)
+    with pytest.raises(VariantUnavailable, match="llvm_ad_rgb: Mitsuba's llvm_ad_rgb variant does not load here"):
+        RenderPool(1).start()
+    assert main([*argv[:2], str(assets["glb"]), *argv[2:]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("does not load here") == 1 and "DRJIT_LIBLLVM_PATH" in err, err
+    assert not (tmp_path / "r").exists() or not list((tmp_path / "r").rglob("*"))
+    # lmmeval score says so before it loads a model.
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    import lmmeval.inference.assessor as assessor_module
+
+    monkeypatch.setattr(assessor_module.Assessor, "from_pretrained", no_model)
+    assert main(["score", str(assets["ply"]), "--out", str(tmp_path / "s.jsonl"), "--device", "cpu", "-q"]) == 2
+    assert "llvm_ad_rgb variant does not load here" in capsys.readouterr().err
+    if not _cuda_loads():
+        monkeypatch.setenv(VARIANT_ENV, "cuda_ad_rgb")
+        with pytest.raises(VariantUnavailable, match="cuda_ad_rgb variant does not load here .no CUDA device"):
+            RenderPool(1).start()
+
+
+def _cuda_loads() -> bool:
+    import subprocess
+    import sys
+
+    check = "import drjit as dr, sys; sys.exit(0 if dr.has_backend(dr.JitBackend.CUDA) else 1)"
+    return subprocess.run([sys.executable, "-c", check], capture_output=True).returncode == 0
 
 
 def test_up_and_front_turn_the_asset_into_the_render_frame(assets, tmp_path):
@@ -140,16 +250,59 @@ def test_resume_skips_complete_videos(assets, tmp_path):
     assert not first[0].skipped and again[0].skipped and again[0].video == first[0].video
 
 
-def test_score_renders_a_mesh_then_scores_it(assets, tmp_path, capsys):
+def test_score_renders_only_the_frames_the_model_reads(assets, tmp_path, monkeypatch):
+    """The demo checkpoint reads 8 frames at 112x112 (4 fps, 12544 pixels): of a 16-frame 512x512
+    protocol video, `lmmeval score` renders those 8, at twice the side the model reads, at the
+    azimuths and with the seeds of their frames in the video, and writes no video."""
+    from lmmeval.orbit import orbit_azimuths
+
+    asked = []
+    real = RenderPool.render
+
+    def spy(self, head, azimuths, size, spp, seeds=None, progress=None):
+        asked.append((np.asarray(azimuths, float), size, spp, None if seeds is None else np.asarray(seeds)))
+        return real(self, head, azimuths, size, spp, seeds=seeds, progress=progress)
+
+    monkeypatch.setattr(RenderPool, "render", spy)
     out = tmp_path / "r.jsonl"
-    argv = ["score", str(assets["ply"]), "--out", str(out), "--render-size", "48", "--render-fps", "4",
-            "--render-seconds", "2", "--render-spp", "2", "--device", "cpu", "-q"]
+    argv = ["score", str(assets["ply"]), "--out", str(out), "--render-fps", "8", "--render-seconds", "2",
+            "--render-spp", "2", "--device", "cpu", "-q"]
     assert main(argv) == 0
     row = json.loads(out.read_text())
     assert row["path"] == str(assets["ply"].resolve()) and row["error"] is None and 0 <= row["quality"] <= 100
-    video = Path(row["notes"][0].removeprefix("rendered to ").removesuffix(" by lmmeval render"))
-    assert row["notes"][0].startswith("rendered to ") and video.is_file() and video.name.startswith("ply_head")
-    assert video.parent == tmp_path / "r.jsonl.renders" and video.with_name(video.stem + "_views.png").is_file()
+    assert row["notes"][0].startswith("rendered only the 8 frames the model reads, at 224x224 px")
+    [(azimuths, size, spp, seeds)] = asked
+    assert (len(azimuths), size, spp) == (8, 224, 2)
+    assert np.array_equal(seeds, [0, 2, 4, 6, 9, 11, 13, 15])  # 8 of 16 frames, evenly over 1.875 s
+    assert np.allclose(azimuths, orbit_azimuths(16)[seeds])
+    assert not (tmp_path / "r.jsonl.renders").exists()
+
+
+@pytest.fixture(scope="module")
+def demo_assessor():
+    from lmmeval.inference.assessor import Assessor
+
+    return Assessor.from_pretrained(device="cpu")
+
+
+def test_the_frames_the_model_reads_score_as_the_whole_video_does(assets, demo_assessor, tmp_path):
+    """The sampled path against the whole protocol video (rendered, H.264, decoded, sampled): the
+    same frames read, saliency at the video's size, scores within 1 MOS point, the same levels
+    (tools/render_agreement.py measures it on more meshes at the paper's protocol)."""
+    from lmmeval.render.sampled import sampled_video
+
+    config = RenderConfig(size=256, fps=8, seconds=2, spp=4, workers=2)
+    sampling, geometry = demo_assessor.config.sampling, demo_assessor.parts.geometry
+    video = render_asset(assets["ply"], tmp_path, config).video
+    with RenderPool(2) as pool:
+        sampled = demo_assessor.assess(sampled_video(assets["ply"], config, sampling, geometry, pool))
+    whole = demo_assessor.assess(str(video))
+    assert sampled.ok and whole.ok
+    assert sampled.frame_indices == whole.frame_indices and len(whole.frame_indices) == 8
+    assert sampled.saliency.shape == whole.saliency.shape == (8, 256, 256)
+    for dim in ("quality", "authenticity"):
+        assert abs(getattr(sampled, dim) - getattr(whole, dim)) <= 1.0
+        assert getattr(sampled, f"{dim}_level") == getattr(whole, f"{dim}_level")
 
 
 def test_readme_example_heads_render_and_make_a_contact_sheet(tmp_path):
@@ -201,11 +354,18 @@ def test_assets_sharing_a_name_get_their_own_videos(assets, tmp_path):
 # --- Interrupts, atomic outputs, texture memory, render keys -------------------------------------
 
 
-def test_a_frame_that_sigint_cut_short_is_refused(assets):
+# When in a frame Mitsuba heeds a SIGINT: the scalar variant while it renders (an early signal it
+# lets pass), the LLVM one while it traces the frame's kernel (it then runs the kernel whole).
+SIGNAL_SHARES = {"scalar_rgb": (0.8, 0.7, 0.9, 0.6, 0.85, 0.75, 0.95, 0.65),
+                 "llvm_ad_rgb": (0.1, 0.2, 0.05, 0.3, 0.15, 0.25, 0.02, 0.4)}
+
+
+@pytest.mark.parametrize("variant", ["scalar_rgb", LLVM])
+def test_a_frame_that_sigint_cut_short_is_refused(assets, variant):
     """Mitsuba catches SIGINT while it renders, whatever handler was set (here: ignore it, as the
     render workers do), and may return the frame as far as it got, dark where it had not reached:
-    such a frame raises instead. Signals late in a frame (an early one Mitsuba lets pass) until one
-    cuts a frame short; every frame that does come back is the whole frame."""
+    such a frame raises instead. Signals in a frame until one cuts it short; every frame that does
+    come back is the whole frame."""
     import os
     import signal
     import threading
@@ -213,14 +373,15 @@ def test_a_frame_that_sigint_cut_short_is_refused(assets):
 
     from lmmeval.render.scene import FrameInterrupted, FrameRenderer
 
-    renderer = FrameRenderer(load_asset(assets["ply"]), 128, 32)
+    renderer = FrameRenderer(load_asset(assets["ply"]), 128, 32, variant)
+    renderer.render(0.0)  # the LLVM variant compiles its kernel at the first frame
     start = time.monotonic()
     whole = renderer.render(0.0).astype(int)
     took = time.monotonic() - start
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     refused = 0
     try:
-        for share in (0.8, 0.7, 0.9, 0.6, 0.85, 0.75, 0.95, 0.65):  # of a frame's time; it varies with the load
+        for share in SIGNAL_SHARES[variant]:  # of a frame's time; it varies with the load
             timer = threading.Timer(share * took, os.kill, (os.getpid(), signal.SIGINT))
             start = time.monotonic()
             timer.start()
@@ -405,27 +566,31 @@ def test_render_key_follows_the_content_and_the_pixel_settings(assets, tmp_path)
     folder = tmp_path / "obj"
     shutil.copytree(assets["obj"].parent, folder)
     obj = folder / "obj_head.obj"
-    key = render_key(obj, SMALL)
-    assert len(key) == 64 and int(key, 16) >= 0 and key == render_key(obj, SMALL)
+    llvm = "llvm_ad_rgb"
+    key = render_key(obj, SMALL, llvm)
+    assert len(key) == 64 and int(key, 16) >= 0 and key == render_key(obj, SMALL, llvm)
     # Where and with how many processes it renders: the same pixels, the same key.
-    assert render_key(obj, dataclasses.replace(SMALL, workers=3, gpu=False)) == key
+    assert render_key(obj, dataclasses.replace(SMALL, workers=3, gpu=False), llvm) == key
     moved = tmp_path / "moved"
     shutil.copytree(folder, moved)
-    assert render_key(moved / "obj_head.obj", SMALL) == key
+    assert render_key(moved / "obj_head.obj", SMALL, llvm) == key
+    # The renderer's family: scalar, LLVM and CUDA frames differ slightly; one family's variants do not.
+    families = {render_key(obj, SMALL, v) for v in ("scalar_rgb", llvm, "cuda_ad_rgb")}
+    assert len(families) == 3 and key in families and render_key(obj, SMALL, "llvm_ad_mono") == key
     # Every setting that changes the pixels changes it.
     changed = {"size": 64, "fps": 5, "seconds": 3.0, "orbit_deg": 120.0, "spp": 3, "front": "+x"}
-    keys = {name: render_key(obj, dataclasses.replace(SMALL, **{name: value})) for name, value in changed.items()}
-    keys["up"] = render_key(obj, dataclasses.replace(SMALL, up="z", front="+x"))  # the front as above: up alone
+    keys = {name: render_key(obj, dataclasses.replace(SMALL, **{name: value}), llvm) for name, value in changed.items()}
+    keys["up"] = render_key(obj, dataclasses.replace(SMALL, up="z", front="+x"), llvm)  # the front as above: up alone
     assert key not in keys.values() and len(set(keys.values())) == len(changed) + 1
-    assert render_key(obj, dataclasses.replace(SMALL, seconds=2)) == key  # 2 and 2.0: the same setting
+    assert render_key(obj, dataclasses.replace(SMALL, seconds=2), llvm) == key  # 2 and 2.0: the same setting
     # So does a changed texture, .mtl or mesh.
     texture = folder / "material_0.png"
     original = texture.read_bytes()
     _texture().transpose(0).save(texture)
-    assert render_key(obj, SMALL) != key
+    assert render_key(obj, SMALL, llvm) != key
     texture.write_bytes(original)
-    assert render_key(obj, SMALL) == key
+    assert render_key(obj, SMALL, llvm) == key
     (folder / "material.mtl").write_text((folder / "material.mtl").read_text() + "\n# edited\n")
-    assert render_key(obj, SMALL) != key
-    with pytest.raises(OSError):
-        render_key(tmp_path / "gone.obj", SMALL)
+    assert render_key(obj, SMALL, llvm) != key
+    with pytest.raises(OSError, match="gone.obj"):
+        render_key(tmp_path / "gone.obj", SMALL, llvm)

@@ -39,9 +39,9 @@ def test_saliency_rounding_empty_and_out_of_frame():
         points_to_saliency_map([(1, 1), (50, 0)], 40, 50)
     with pytest.raises(ValueError, match="outside"):
         points_to_saliency_map([(3, -1)], 40, 50)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"point 0 = \(nan, 1\) is not finite"):
         points_to_saliency_map([(float("nan"), 1)], 40, 50)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"is not an \(x, y\) pair"):
         points_to_saliency_map([(1, 2, 3)], 40, 50)
 
 
@@ -59,5 +59,5 @@ def test_saliency_png_round_trip(tmp_path):
     assert loaded[0, 0] == 0.0 and loaded[-1, -1] == 1.0
 
     for bad in (np.full((4, 4), 1.5), np.full((4, 4), -0.1), np.full((4, 4), np.nan)):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"bad.png: saliency (values must lie in \[0, 1\]|contains NaN)"):
             save_saliency_png(tmp_path / "bad.png", bad)
