@@ -79,7 +79,9 @@ def _import_gen3dhf(args: argparse.Namespace) -> int:
 
 def _render_config(args: argparse.Namespace):
     from .render import RenderConfig
+    from .render.scene import requested_variant
 
+    requested_variant()  # an unknown LMMEVAL_RENDER_VARIANT is an error now, before anything starts
     return RenderConfig(size=args.size, fps=args.fps, seconds=args.seconds, orbit_deg=args.orbit, spp=args.spp,
                         up=args.up, front=args.front, workers=args.render_workers)
 
@@ -193,12 +195,13 @@ def _score(args: argparse.Namespace) -> int:
                         overlay=args.overlay, masks_dir=args.masks, render_cache=args.render_cache,
                         resume=args.resume, overwrite=args.overwrite, keep_failed=args.keep_failed,
                         include=tuple(args.include), exclude=tuple(args.exclude))
+    _check_forced_variant(plan, render)
     note = plan.inputs.skipped_note()
     if note and (ranks is None or ranks[0] == 0):
         print(f"lmmeval score: {note}", file=sys.stderr)
     options = dict(batch_size=args.batch_size, render=render, mask_threshold=args.mask_threshold,
                    mask_dilate=args.mask_dilate, low_confidence_entropy=args.low_confidence, progress=not args.quiet,
-                   workers=args.workers)
+                   workers=args.workers, keep_renders=args.keep_renders or args.render_cache is not None)
     if ranks is not None:  # torchrun / deepspeed launcher: one shard per rank
         from .inference.scoring import score_distributed
 
@@ -224,6 +227,24 @@ def _score(args: argparse.Namespace) -> int:
     if summary.failed:
         print(f"failed inputs are listed with their 'error' in {args.out}", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def _check_forced_variant(plan, render) -> None:
+    """A render variant forced by LMMEVAL_RENDER_VARIANT that does not load here is an error before the
+    model loads (a render worker is started to ask: a second or so, only when one is forced)."""
+    from .render.scene import requested_variant
+
+    if requested_variant() is None or not any(f.suffix.lower() in MESH_SUFFIXES for f in plan.inputs.files):
+        return
+    try:
+        from .render.pool import RenderError, RenderPool
+    except ImportError:
+        return  # without the extra each mesh gets that as its error
+    with RenderPool(1, render.gpu) as pool:
+        try:
+            pool.start()
+        except RenderError:
+            pass  # a worker that does not start fails each mesh, with its error
 
 
 def check_device(name: str | None) -> None:
@@ -399,11 +420,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "follows the camera. Writes OUT/<stem>.mp4 and OUT/<stem>_views.png (the -45/0/45 "
                                    "degree views side by side; assets sharing a file name are named by their path "
                                    "below the folder they share, e.g. OUT/a/model.mp4). Needs the [render] extra (Mitsuba 3, trimesh); "
-                                   "uses a GPU when there is one.",
+                                   "renders on a GPU when there is one, else with Mitsuba's LLVM variant on every core "
+                                   "(the scalar one, about 8 times slower, where no libLLVM loads; the environment "
+                                   "variable LMMEVAL_RENDER_VARIANT=scalar_rgb|llvm_ad_rgb|cuda_ad_rgb forces one).",
                        epilog="Examples:\n"
                               "  lmmeval render heads/ --out renders/                      # the paper's protocol, one process per core\n"
                               "  lmmeval render head.glb --out renders/ --up z --front -y   # a z-up asset facing -y\n"
-                              "  lmmeval score heads/ --out r.jsonl         # meshes are rendered first, then scored")
+                              "  lmmeval score heads/ --out r.jsonl         # renders only the frames the model reads")
     p.add_argument("assets", nargs="+", metavar="ASSET", help="mesh files, or folders searched for them")
     p.add_argument("--out", required=True, help="output folder (created)")
     _add_render_options(p)
@@ -425,8 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Score every input (files, or folders searched recursively for "
                                    f"{', '.join(s.lstrip('.') for s in MEDIA_SUFFIXES)}, and 3D meshes "
-                                   f"{', '.join(s.lstrip('.') for s in MESH_SUFFIXES)}, which are first rendered "
-                                   "as in `lmmeval render`) and write one JSON line per input: id, path, quality and authenticity (MOS scale "
+                                   f"{', '.join(s.lstrip('.') for s in MESH_SUFFIXES)}, which are rendered as in "
+                                   "`lmmeval render`, only the frames the model reads unless --keep-renders) and write one JSON line per input: id, path, quality and authenticity (MOS scale "
                                    f"{SCORE_RANGE[0]:g}-{SCORE_RANGE[1]:g}), their text levels and level probabilities, distortion categories, runtime. "
                                    "What lmmeval wrote into the folders is not scored (view strips beside rendered "
                                    "videos, render caches, heat maps, overlays, masks), nor are the textures of meshes "
@@ -473,9 +496,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="decode inputs in this many separate processes, ahead of the model (default 1; a file that "
                         "crashes its decoder then fails alone; 0 decodes in the main process)")
+    p.add_argument("--keep-renders", action="store_true",
+                   help="render each 3D mesh's whole protocol video into --render-cache and score it (default: "
+                        "render only the frames the model reads, at about the size it reads them, and keep nothing)")
     p.add_argument("--render-cache", metavar="DIR",
-                   help="where 3D meshes among the inputs are rendered before scoring (default OUT.renders/; "
-                        "a video is reused only for the same mesh files and render settings)")
+                   help="where --keep-renders renders the 3D meshes among the inputs (default OUT.renders/; a video "
+                        "is reused only for the same mesh files, render settings and renderer); implies --keep-renders")
     _add_render_options(p, prefix="render-")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the vision blocks and decoder layers (pays off on large runs: the first "
@@ -586,9 +612,15 @@ def _quiet_third_parties(verbose: bool, quiet: bool) -> None:
             hf_logging.disable_progress_bar()
 
 
+_terminated = threading.Event()
+
+
 def _terminate_as_interrupt(signum, frame) -> None:
     """SIGTERM (a job scheduler, `kill`) stops a command the way Ctrl-C does: the same clean-up runs
-    (worker processes ended, partial files removed, finished rows and videos kept)."""
+    (worker processes ended, partial files removed, finished rows and videos kept). The flag is kept
+    too: an exception raised while Python runs a finaliser is printed and dropped ("Exception
+    ignored in ..."), and the command must still end as interrupted, not as a success."""
+    _terminated.set()
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -602,10 +634,14 @@ def main(argv: list[str] | None = None) -> int:
     # its caller as it was.
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if on_main_thread else None
+    _terminated.clear()
     try:
         with warnings.catch_warnings():
             _quiet_third_parties(verbose=args.verbose, quiet=getattr(args, "quiet", False))
-            return args.func(args)
+            status = args.func(args)
+        if _terminated.is_set():  # the signal's KeyboardInterrupt was swallowed on the way
+            raise KeyboardInterrupt("signal 15")
+        return status
     except (ValueError, OSError, ImportError) as err:  # a user's input, a file, a missing optional package
         print(f"lmmeval {args.command}: error: {err}", file=sys.stderr)
         return 2

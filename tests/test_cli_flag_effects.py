@@ -124,6 +124,23 @@ def test_score_render_cache_and_render_orbit(head, tmp_path, capsys):
     assert (cache / ".lmmeval-render-cache").is_file()
 
 
+def test_score_keep_renders(head, tmp_path):
+    """By default a mesh is scored from the frames the model reads and no video is written;
+    --keep-renders renders its whole protocol video into the render cache and scores that."""
+    from lmmeval.io.media import video_info
+
+    args = ["score", str(head), "--render-size", "64", "--render-fps", "4", "--render-seconds", "2", "--render-spp",
+            "1", "--render-workers", "1", "--device", "cpu", "-q"]
+    assert main([*args, "--out", str(tmp_path / "a.jsonl")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b.jsonl"), "--keep-renders"]) == 0
+    a, b = (json.loads((tmp_path / name).read_text()) for name in ("a.jsonl", "b.jsonl"))
+    assert a["error"] is None and a["notes"][0].startswith("rendered only the 8 frames the model reads")
+    assert not (tmp_path / "a.jsonl.renders").exists()
+    [video] = (tmp_path / "b.jsonl.renders").glob("*.mp4")
+    assert b["error"] is None and b["notes"][0] == f"rendered to {video} by lmmeval render"
+    assert video_info(video) == {"num_frames": 8, "fps": 4.0, "height": 64, "width": 64}
+
+
 # ---------------------------------------------------------------------------------------
 # score and evaluate: model options, input selection, masks
 # ---------------------------------------------------------------------------------------

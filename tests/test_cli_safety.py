@@ -229,3 +229,25 @@ def test_quiet_run_prints_only_lmmeval_lines_and_the_first_errors(media, tmp_pat
     assert "Loading weights" not in done.stderr and "Warning" not in done.stderr, done.stderr
     assert done.stderr.count("  failed: broken") == 5 and "... and 2 more" in done.stderr
     assert "holds 2 scored" in done.stdout and "and 7 failed" in done.stdout
+
+
+def test_sigterm_whose_interrupt_was_swallowed_still_ends_as_interrupted(tmp_path, capsys, monkeypatch):
+    """Python drops an exception raised while a finaliser runs ("Exception ignored in ..."); a SIGTERM
+    that lands there must not let the command report success."""
+    import signal
+    import time
+
+    import lmmeval.cli as cli
+
+    def swallowing_command(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises here
+        except KeyboardInterrupt:
+            pass  # what a finaliser does with it
+        return 0
+
+    monkeypatch.setattr(cli, "_stats", swallowing_command)
+    assert main(["stats", str(tmp_path / "manifest.jsonl")]) == 130
+    assert "lmmeval stats: interrupted" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is not cli._terminate_as_interrupt  # handed back

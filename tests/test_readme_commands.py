@@ -29,7 +29,6 @@ LONG = {
     "make pretrain": "stage 0: about an hour on 2 cores",
     ".venv/bin/lmmeval synth data/raw --n 200": "the paper's protocol: 200 videos at 512 px, 60 fps, hours on 2 cores",
     ".venv/bin/lmmeval score renders/ --model ckpt/ --base /models/": "needs a trained 7B checkpoint and its base",
-    ".venv/bin/lmmeval score heads/": "renders four meshes at the paper's protocol first (minutes)",
     "deepspeed train/": "a training stage: minutes to hours",
     "python train/stage1_instruct.py": "a training stage on stage 0's base (after make pretrain)",
     ".venv/bin/lmmeval evaluate --model runs/qwen7b/": "needs a trained 7B checkpoint",

@@ -13,6 +13,7 @@ render cache) may land on an input or on another output; all of this is checked 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -269,43 +270,48 @@ def score_files(assessor, inputs: list[str | Path], out_path: str | Path, batch_
                 mask_threshold: float = 0.5, mask_dilate: int = 3, low_confidence_entropy: float = 1.2,
                 progress: bool = True, workers: int = 0, keep_failed: bool = False, render=None,
                 render_cache: str | Path | None = None, include: tuple[str, ...] = (),
-                exclude: tuple[str, ...] = ()) -> ScoreSummary:
+                exclude: tuple[str, ...] = (), keep_renders: bool = False) -> ScoreSummary:
     """Score ``inputs`` (files or folders) into ``out_path`` (JSON lines); see module docstring.
 
     With ``resume``, inputs already in the file are skipped, except those that failed, which are
     scored again (``keep_failed``: skipped too); ``overwrite`` replaces an existing file instead.
-    3D meshes among the inputs are first rendered in the Gen3DHF protocol (``render``: a
-    ``lmmeval.render.RenderConfig``, default the paper's) into ``render_cache`` (default
-    ``<out>.renders/``; a video is reused only for the same mesh content and settings), and their
-    videos scored: the row keeps the mesh's path and notes the video.
+    3D meshes among the inputs are scored as their video in the Gen3DHF protocol (``render``: a
+    ``lmmeval.render.RenderConfig``, default the paper's) would be: only the frames the model reads
+    of it are rendered, at about the size it reads them (``lmmeval.render.sampled``); the row keeps
+    the mesh's path and notes what was rendered. ``keep_renders`` renders the whole video into
+    ``render_cache`` instead (default ``<out>.renders/``; a video is reused only for the same mesh
+    content, settings and renderer) and scores it.
     """
     check_options(batch_size, masks_dir, mask_threshold, mask_dilate)
     plan = plan_scoring(inputs, out_path, csv_path, saliency_dir, overlay, masks_dir, render_cache, resume,
                         overwrite, keep_failed, include, exclude)
     return run_plan(assessor, plan, batch_size=batch_size, mask_threshold=mask_threshold, mask_dilate=mask_dilate,
-                    low_confidence_entropy=low_confidence_entropy, progress=progress, workers=workers, render=render)
+                    low_confidence_entropy=low_confidence_entropy, progress=progress, workers=workers, render=render,
+                    keep_renders=keep_renders)
 
 
 def run_plan(assessor, plan: ScoringPlan, batch_size: int = 4, mask_threshold: float = 0.5, mask_dilate: int = 3,
              low_confidence_entropy: float = 1.2, progress: bool = True, workers: int = 0, render=None,
              files: list[Path] | None = None, out_path: Path | None = None,
-             also_done: frozenset[str] = frozenset()) -> ScoreSummary:
+             also_done: frozenset[str] = frozenset(), keep_renders: bool = False) -> ScoreSummary:
     """Score a checked plan. ``files`` (a shard of ``plan.inputs.files``) and ``out_path`` (its own
     results file) are how distributed scoring runs one rank's share; ``also_done`` are paths
-    finished elsewhere (skipped on resume)."""
+    finished elsewhere (skipped on resume). ``keep_renders``: see ``score_files``."""
     files = plan.inputs.files if files is None else files
     out_path = plan.out_path if out_path is None else out_path
     wanted = {str(f.resolve()) for f in plan.inputs.files}
-    if plan.overwrite and out_path.exists():
-        out_path.unlink()
     kept, retried = resume_rows(out_path, plan.keep_failed, wanted) if plan.resume else ({}, 0)
     foreign = sum(p not in wanted for p in kept)
     done = (set(kept) | set(also_done)) if plan.resume else set()
     todo = [f for f in files if str(f.resolve()) not in done]
-    videos = _render_meshes([f for f in todo if f.suffix.lower() in MESH_SUFFIXES], render, plan.render_cache,
-                            progress)
-    _score_into(assessor, plan, todo, videos, out_path, batch_size, mask_threshold, mask_dilate,
-                low_confidence_entropy, progress, workers)
+    meshes = [f for f in todo if f.suffix.lower() in MESH_SUFFIXES]
+    # The renderer starts (and a forced variant that does not load stops the run) before --overwrite
+    # removes anything.
+    with _mesh_inputs(meshes, render, plan.render_cache, assessor, progress, keep_renders) as mesh_inputs:
+        if plan.overwrite and out_path.exists():
+            out_path.unlink()
+        _score_into(assessor, plan, todo, mesh_inputs, out_path, batch_size, mask_threshold, mask_dilate,
+                    low_confidence_entropy, progress, workers)
     if plan.csv_path is not None and out_path == plan.out_path:
         from .writers import write_csv
 
@@ -313,21 +319,21 @@ def run_plan(assessor, plan: ScoringPlan, batch_size: int = 4, mask_threshold: f
     return _summary(plan, out_path, len(files), len(todo), retried, foreign, wanted)
 
 
-def _score_into(assessor, plan: ScoringPlan, todo: list[Path], videos: dict, out_path: Path, batch_size: int,
+def _score_into(assessor, plan: ScoringPlan, todo: list[Path], meshes: dict, out_path: Path, batch_size: int,
                 mask_threshold: float, mask_dilate: int, low_confidence_entropy: float, progress: bool,
                 workers: int) -> None:
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), desc="scoring", unit="input", disable=not progress)
     with open(out_path, "a") as out:
-        # A mesh is scored through its video; one that could not be rendered gets its error as the input's.
-        items = [str(videos[f].video) if f in videos and videos[f].error is None else str(f) for f in todo]
+        # A mesh is scored through what was rendered of it; one that could not be gets its error as the input's.
+        items = [meshes[f].item if f in meshes and meshes[f].error is None else str(f) for f in todo]
         batches = assessor.assess_batches(items, batch_size, saliency=plan.wants_maps, on_error="return",
                                           workers=workers, keep_frames=plan.overlay)
         for start, results in zip(range(0, len(todo), batch_size), batches):
             chunk = todo[start:start + batch_size]
             for f, r in zip(chunk, results):
-                row = _row(plan, f, r, videos.get(f), mask_threshold, mask_dilate, low_confidence_entropy)
+                row = _row(plan, f, r, meshes.get(f), mask_threshold, mask_dilate, low_confidence_entropy)
                 out.write(_row_json(row) + "\n")  # one complete line at a time
                 out.flush()
                 os.fsync(out.fileno())
@@ -335,17 +341,18 @@ def _score_into(assessor, plan: ScoringPlan, todo: list[Path], videos: dict, out
     bar.close()
 
 
-def _row(plan: ScoringPlan, f: Path, r, rendered, mask_threshold: float, mask_dilate: int,
+def _row(plan: ScoringPlan, f: Path, r, mesh, mask_threshold: float, mask_dilate: int,
          low_confidence_entropy: float) -> dict:
-    """The result row of input ``f`` (its Assessment ``r``), with the files written for it."""
+    """The result row of input ``f`` (its Assessment ``r``; ``mesh``: its ``_MeshInput`` if it is a
+    mesh), with the files written for it."""
     from .writers import write_masks, write_overlay, write_saliency_png
 
-    if rendered is not None:  # the row is the mesh's, its rendering noted (or its failure)
+    if mesh is not None:  # the row is the mesh's, its rendering noted (or its failure)
         r.source = str(f)
-        if rendered.error is not None:
-            r.error = rendered.error
-        else:
-            r.notes = [f"rendered to {rendered.video} by lmmeval render", *rendered.notes, *r.notes]
+        if mesh.error is not None:
+            r.error = mesh.error
+        elif r.ok:
+            r.notes = [*mesh.notes, *r.notes]
     input_id = plan.inputs.ids[f]
     row = {"id": input_id, **r.to_dict(), "path": str(f.resolve())}
     if r.ok:
@@ -388,38 +395,124 @@ def _summary(plan: ScoringPlan, out_path: Path, total: int, scored_now: int, ret
                         failures=failures[:SHOWN_ERRORS])
 
 
-def _render_meshes(meshes: list[Path], config, cache: Path, progress: bool) -> dict:
-    """{mesh: its ``lmmeval.render.Rendered``} (with ``error`` set where it could not be rendered).
+@dataclass
+class _MeshInput:
+    """What the assessor reads for a mesh (its video's path, or a ``SampledVideo``), the notes its row
+    gets, or why it could not be rendered."""
 
-    Videos go to ``cache`` under a name that carries a key of the mesh's content (its files, the
-    textures it references) and of every render setting: a changed mesh, texture or setting is
-    rendered again, never matched by its file name alone."""
+    item: object = None
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@contextlib.contextmanager
+def _mesh_inputs(meshes: list[Path], config, cache: Path, assessor, progress: bool, keep_renders: bool):
+    """{mesh: ``_MeshInput``} for the block. By default each is a ``SampledVideo`` rendered when the
+    assessor loads it, by a render pool that lives as long as the block (one mesh's frames held at a
+    time); with ``keep_renders`` the meshes' protocol videos are rendered into ``cache`` first."""
     if not meshes:
-        return {}
+        yield {}
+        return
     try:
-        from ..render import RenderConfig, Rendered, render_assets, render_key
+        from ..render import RenderConfig
 
         import mitsuba  # noqa: F401  (the optional extra)
         import trimesh  # noqa: F401
     except ImportError:
-        from ..render import Rendered
-
         reason = "3D meshes are rendered before scoring, which needs pip install 'lmmeval[render]'"
-        return {f: Rendered(source=str(f), error=f"{f}: {reason}") for f in meshes}
+        yield {f: _MeshInput(error=f"{f}: {reason}") for f in meshes}
+        return
     config = config or RenderConfig()
+    if keep_renders:
+        yield {f: _MeshInput(error=r.error) if r.error else
+               _MeshInput(str(r.video), [f"rendered to {r.video} by lmmeval render", *r.notes])
+               for f, r in _render_meshes(meshes, config, cache, progress).items()}
+        return
+    with _sampled_meshes(meshes, config, assessor, progress) as inputs:
+        yield inputs
+
+
+@contextlib.contextmanager
+def _sampled_meshes(meshes: list[Path], config, assessor, progress: bool):
+    """``_mesh_inputs`` without ``keep_renders``: one progress bar over the frames of every mesh."""
+    from ..render.pool import RenderError, RenderPool
+    from ..render.sampled import describe, frames_to_render, sampled_video
+
+    sampling, geometry = assessor.config.sampling, assessor.parts.geometry
+    with RenderPool(config.workers, config.gpu) as pool:
+        try:
+            variant = pool.start()  # before any bar: the variant's note would cut its line
+        except RenderError as err:
+            yield {f: _MeshInput(error=f"{f}: rendering failed: {err}") for f in meshes}
+            return
+        note = describe(config, sampling, geometry, variant)
+        bar = _FrameBar(len(meshes) * frames_to_render(config, sampling, geometry), progress)
+        inputs = {}
+        for n, f in enumerate(meshes, start=1):
+            video = sampled_video(f, config, sampling, geometry, pool, progress=bar.update)
+            video.load = bar.announcing(video.load, f"mesh {n}/{len(meshes)}: {f.name}")
+            inputs[f] = _MeshInput(video, [note])
+        try:
+            yield inputs
+        finally:
+            bar.close()
+
+
+class _FrameBar:
+    """A progress bar over the frames of every mesh (rate and time left), opened as the first mesh
+    starts rendering, so that its clock does not count what came before."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.bar = total, enabled, None
+
+    def announcing(self, load, label: str):
+        """``load``, naming on the bar the mesh it renders while it runs."""
+        def announced():
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=self.total, desc="rendering", unit="frame", disable=not self.enabled)
+            self.bar.set_postfix_str(label)
+            return load()
+        return announced
+
+    def update(self, n: int) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _render_meshes(meshes: list[Path], config, cache: Path, progress: bool) -> dict:
+    """{mesh: its ``lmmeval.render.Rendered``} (with ``error`` set where it could not be rendered):
+    every mesh's protocol video, rendered into ``cache`` (``--keep-renders``).
+
+    Videos go to ``cache`` under a name that carries a key of the mesh's content (its files, the
+    textures it references), of every render setting and of the renderer: a changed mesh, texture,
+    setting or renderer is rendered again, never matched by its file name alone."""
+    from ..render import Rendered, render_assets, render_key
+    from ..render.pool import RenderError, RenderPool
+
     cache.mkdir(parents=True, exist_ok=True)
     marker = cache / RENDER_CACHE_MARKER
     if not marker.exists():
         marker.write_text("Videos lmmeval score rendered from 3D meshes, named by a key of each mesh's content and "
                           "render settings; reused by later runs. Not inputs: folder scoring skips this folder.\n")
-    names, unreadable = {}, {}
-    for f in meshes:
+    with RenderPool(config.workers, config.gpu) as pool:
         try:
-            names[f] = f"{f.stem}-{render_key(f, config)[:16]}"
-        except OSError as err:  # gone or unreadable since it was collected: that mesh's error, not the run's
-            unreadable[f] = Rendered(source=str(f), error=f"{f}: cannot read the mesh ({err.strerror or err})")
-    readable = [f for f in meshes if f in names]
-    results = render_assets(readable, cache, config, resume=True, progress=progress, names=names) if readable else []
+            variant = pool.start()  # the key names the renderer's family: its frames differ slightly
+        except RenderError as err:
+            return {f: Rendered(source=str(f), error=f"{f}: rendering failed: {err}") for f in meshes}
+        names, unreadable = {}, {}
+        for f in meshes:
+            try:
+                names[f] = f"{f.stem}-{render_key(f, config, variant)[:16]}"
+            except OSError as err:  # gone or unreadable since it was collected: that mesh's error, not the run's
+                unreadable[f] = Rendered(source=str(f), error=f"{f}: cannot read the mesh ({err.strerror or err})")
+        readable = [f for f in meshes if f in names]
+        results = (render_assets(readable, cache, config, resume=True, progress=progress, names=names, pool=pool)
+                   if readable else [])
     return {**dict(zip(readable, results)), **unreadable}
 
 

@@ -26,7 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -275,6 +275,43 @@ def nearest_frames(timestamps: np.ndarray, times: np.ndarray) -> list[int]:
     return [int(np.abs(timestamps - t).argmin()) for t in times]
 
 
+def sample_video_frames(timestamps: np.ndarray, sampling: SamplingConfig,
+                        geometry: PatchGeometry) -> tuple[list[int], float, list[str]]:
+    """The frames the model reads of a video whose frames start at ``timestamps`` (seconds):
+    (their indices, the effective fps of the sampled frames, notes on what sampling changed).
+    ``sample_count`` of them, uniform in time from the first frame's start to the last's."""
+    duration = clip_duration(timestamps)
+    times = np.linspace(float(timestamps[0]), float(timestamps[-1]), sample_count(duration, sampling, geometry))
+    indices = nearest_frames(timestamps, times)
+    notes = []
+    if int(round(duration * sampling.fps)) > sampling.max_frames:
+        notes.append(f"frame cap: {len(timestamps)} frames ({duration:.1f} s) sampled to {len(indices)}")
+    if len(timestamps) == 1:
+        notes.append("single-frame video: assessed as a still")
+    span = float(timestamps[-1]) if len(timestamps) > 1 else 0.0
+    fps = (len(indices) - 1) / span if span > 0 else sampling.fps
+    return indices, fps, notes
+
+
+@dataclass
+class SampledVideo:
+    """The sampled frames of a video that is never decoded: frames made just for the model (a 3D
+    mesh's render at the sampled views, ``lmmeval.render.sampled``), each standing for its frame of
+    the video they were sampled from, which has frames of ``size`` (height, width).
+
+    ``load()`` gives (uint8 frames (n, h, w, 3), in the order of ``frame_indices``; notes). It runs
+    when the input is loaded, so that a batch run holds one input's frames at a time; its
+    ``ValueError``/``OSError`` is the input's error. The loader resizes the frames as it resizes a
+    decoded video's, and ``Visual.original_size`` is the video's ``size`` (saliency maps and masks
+    come at that size, as they do for the video)."""
+
+    load: Callable[[], tuple[np.ndarray, list[str]]]
+    frame_indices: list[int]
+    fps: float  # effective fps of the sampled frames (``sample_video_frames``)
+    size: tuple[int, int]
+    notes: list[str] = field(default_factory=list)
+
+
 def load_visual(item, sampling: SamplingConfig, geometry: PatchGeometry, keep_source: bool = False) -> Visual:
     """Path (video or image), PIL image, or array -> ``Visual`` (errors name the input).
 
@@ -294,12 +331,25 @@ def load_visual(item, sampling: SamplingConfig, geometry: PatchGeometry, keep_so
         if suffix not in VIDEO_SUFFIXES:
             raise ValueError(f"{path}: unsupported file type {suffix!r}; expected one of {MEDIA_SUFFIXES}")
         return _from_video_file(path, sample)
+    if isinstance(item, SampledVideo):
+        return _from_sampled(item, sample)
     if isinstance(item, Image.Image):
         return _from_image(item, "<PIL image>", sample, [], owned=False)
     if isinstance(item, np.ndarray):
         return _from_array(item, sample)
     raise ValueError(f"unsupported input type {type(item).__name__}; expected a path, a PIL image, "
                      "or a uint8 array (H, W, 3) / (T, H, W, 3)")
+
+
+def _from_sampled(item: SampledVideo, sample: _Sampler) -> Visual:
+    arr, notes = item.load()
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8 or len(arr) != len(item.frame_indices):
+        raise ValueError(f"sampled frames must be uint8 ({len(item.frame_indices)}, H, W, 3), got {arr.dtype} "
+                         f"{arr.shape}")
+    frames = _Frames(sample, "<sampled video>")
+    frames.add(arr)
+    frames.size = tuple(item.size)  # what the frames stand for (see SampledVideo)
+    return sample.finish(frames, "<sampled video>", False, list(item.frame_indices), item.fps, item.notes + notes)
 
 
 def load_or_error(item, sampling: SamplingConfig, geometry: PatchGeometry,
@@ -343,21 +393,9 @@ def _from_video_file(path: Path, sample: _Sampler) -> Visual:
                 video = _DecordVideo(path, probe)
             except VideoDecodeError as decord_error:
                 video = _PyAVVideo(path, decord_error.reason)
-    timestamps = video.timestamps
-    sampling = sample.sampling
-    duration = clip_duration(timestamps)
-    # sample_count of them, uniform from the first frame's start to the last's.
-    times = np.linspace(float(timestamps[0]), float(timestamps[-1]), sample_count(duration, sampling, sample.geometry))
-    indices = nearest_frames(timestamps, times)
-    notes = list(video.notes)
-    if int(round(duration * sampling.fps)) > sampling.max_frames:
-        notes.append(f"frame cap: {len(timestamps)} frames ({duration:.1f} s) sampled to {len(indices)}")
-    if len(timestamps) == 1:
-        notes.append("single-frame video: assessed as a still")
+    indices, fps, notes = sample_video_frames(video.timestamps, sample.sampling, sample.geometry)
     frames = video.sampled(indices, sample)
-    duration = float(timestamps[-1]) if len(timestamps) > 1 else 0.0
-    fps = (len(indices) - 1) / duration if duration > 0 else sampling.fps
-    return sample.finish(frames, str(path), False, indices, fps, notes)
+    return sample.finish(frames, str(path), False, indices, fps, list(video.notes) + notes)
 
 
 class _DecordVideo:

@@ -8,9 +8,11 @@ one, so that Ctrl-C and SIGTERM (KeyboardInterrupt here) stop a run within momen
 ended, the asset under way leaves nothing behind, the finished ones stay. The video and the views
 image are each written to a temporary name and renamed when complete, so ``resume`` skips exactly
 the assets whose two outputs exist. Frame i of a video is seeded by i: the same video whatever the
-number of workers.
+number of workers. Mitsuba's variant: ``scene.pick_variant`` (CUDA on a GPU, LLVM on a
+CPU, the scalar one where LLVM does not load; ``LMMEVAL_RENDER_VARIANT`` forces one).
 
-``render_key`` (``keys``) names a render by what makes its pixels, for caches of rendered videos.
+``render_key`` (``keys``) names a render by what makes its pixels, for caches of rendered videos;
+``sampled`` renders only the frames a model reads of a video, for `lmmeval score`.
 
 An optional extra: ``pip install 'lmmeval[render]'`` (Mitsuba 3 and trimesh).
 """
@@ -44,7 +46,7 @@ class RenderConfig:
     spp: int = 4  # samples per pixel (the light is direct only: a few are clean)
     up: str = "y"  # the asset's up axis: y or z
     front: str = "+z"  # the direction the face looks in the asset's coordinates
-    workers: int = 1  # rendering processes (one where the variant renders over the whole machine)
+    workers: int = 1  # rendering processes, each on one core (one where the variant renders on the GPU)
     gpu: bool = True  # use Mitsuba's CUDA variant when a GPU is there
 
     def __post_init__(self) -> None:
@@ -176,16 +178,22 @@ def _pool_for(config: RenderConfig, pool=None):
 
 
 def render_assets(assets: list[str | Path], out_dir: str | Path, config: RenderConfig = RenderConfig(),
-                  resume: bool = False, progress: bool = True, names: dict[Path, str] | None = None) -> list[Rendered]:
+                  resume: bool = False, progress: bool = True, names: dict[Path, str] | None = None,
+                  pool=None) -> list[Rendered]:
     """Render every asset (files, or folders searched for mesh files) into ``out_dir``; an asset that
     fails becomes a ``Rendered`` with its ``error`` and the batch goes on. ``names``: output names
     (see ``output_paths``) for some of the asset files, the others named by ``output_names``. With
-    ``resume``, assets whose video and views image are both complete are skipped. On
+    ``resume``, assets whose video and views image are both complete are skipped. ``pool``: a
+    ``RenderPool`` to render with (default: one for this call). The progress bar moves with every
+    frame (rate and time left) and names the asset under way. A forced variant that does not load
+    (``pool.VariantUnavailable``, a ``ValueError``) stops the batch before anything is written. On
     KeyboardInterrupt the render workers are ended and the asset under way leaves no file; the
     finished assets' files stay."""
+    from contextlib import nullcontext
+
     from tqdm import tqdm
 
-    from .pool import RenderPool
+    from .pool import RenderError, RenderPool
 
     files = collect_assets(assets)
     names = {**output_names(files), **{Path(f): n for f, n in (names or {}).items()}}
@@ -193,18 +201,26 @@ def render_assets(assets: list[str | Path], out_dir: str | Path, config: RenderC
     todo = [f for f in files if not (resume and all(p.is_file() for p in paths[f]))]
     results = {str(f): Rendered(source=str(f), video=paths[f][0], views=paths[f][1], skipped=True)
                for f in files if f not in todo}
-    bar = tqdm(total=len(todo) * config.num_frames, desc="rendering", unit="frame", disable=not progress)
-    try:
-        with RenderPool(config.workers, config.gpu) as pool:  # its workers serve every asset in turn
-            for f in todo:
-                bar.set_postfix_str(Path(f).name)
+    if not todo:
+        return [results[str(f)] for f in files]
+    # Its workers serve every asset in turn; started before the bar, whose line the variant's note would cut.
+    with (RenderPool(config.workers, config.gpu) if pool is None else nullcontext(pool)) as pool:
+        try:
+            pool.start()
+        except RenderError as err:  # no worker starts (its error is printed above): every asset fails so
+            return [results.get(str(f)) or Rendered(source=str(f), error=f"{f}: rendering failed: {err}")
+                    for f in files]
+        bar = tqdm(total=len(todo) * config.num_frames, desc="rendering", unit="frame", disable=not progress)
+        try:
+            for n, f in enumerate(todo, start=1):
+                bar.set_postfix_str(f"asset {n}/{len(todo)}: {Path(f).name}")
                 try:
                     results[str(f)] = render_asset(f, out_dir, config, progress=bar.update, name=names[f], pool=pool)
                 except AssetError as err:
                     results[str(f)] = Rendered(source=str(f), error=str(err))
                     bar.write(f"render: {err}")
-    finally:
-        bar.close()
+        finally:
+            bar.close()
     return [results[str(f)] for f in files]
 
 

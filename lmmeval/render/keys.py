@@ -1,7 +1,8 @@
 """A render's content key: what makes its pixels, so a cache of rendered videos is never stale.
 
-``render_key(asset, config)`` is a SHA-256 hex digest over the renderer's version
-(``scene.RENDERER_VERSION``), every setting of ``RenderConfig`` that changes the pixels
+``render_key(asset, config, variant)`` is a SHA-256 hex digest over the renderer's version
+(``scene.RENDERER_VERSION``), the family of the Mitsuba variant that renders (``scene.variant_family``:
+scalar, LLVM and CUDA frames differ slightly), every setting of ``RenderConfig`` that changes the pixels
 (``PIXEL_SETTINGS``), the asset's bytes and suffix, and the bytes and names (relative to the
 asset's folder) of the files it references (``assets.referenced_files``: an .obj's .mtl and
 texture maps, a glTF's buffers and images). A referenced file that appears or disappears changes
@@ -17,20 +18,21 @@ import os
 from pathlib import Path
 
 from .assets import referenced_files
-from .scene import RENDERER_VERSION
+from .scene import RENDERER_VERSION, variant_family
 
 PIXEL_SETTINGS = ("size", "fps", "seconds", "orbit_deg", "spp", "up", "front")
 _CHUNK = 1 << 20
 
 
-def render_key(asset: str | Path, config) -> str:
-    """The hex digest that names ``asset`` rendered with ``config`` (a ``RenderConfig``); see the
-    module docstring. Raises OSError for an asset that cannot be read."""
+def render_key(asset: str | Path, config, variant: str) -> str:
+    """The hex digest that names ``asset`` rendered with ``config`` (a ``RenderConfig``) by Mitsuba's
+    ``variant``; see the module docstring. Raises OSError for an asset that cannot be read."""
     asset = Path(asset)
     # 4 and 4.0 seconds render alike: numbers by value, not by how they were written.
     settings = {name: _value(getattr(config, name)) for name in PIXEL_SETTINGS}
     digest = hashlib.sha256()
-    digest.update(json.dumps({"renderer": RENDERER_VERSION, **settings}, sort_keys=True).encode())
+    digest.update(json.dumps({"renderer": RENDERER_VERSION, "variant": variant_family(variant), **settings},
+                             sort_keys=True).encode())
     _add_file(digest, f"asset{asset.suffix.lower()}", asset)
     folder = asset.resolve().parent
     for file in referenced_files(asset):

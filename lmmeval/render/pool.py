@@ -10,9 +10,11 @@ ends the workers (SIGTERM, then SIGKILL) before the exception goes on, so the ca
 partial files with no worker still writing. Should the parent die outright, the kernel ends them
 (it ties them to the thread that started them: a pool is used within one thread's call).
 
-Workers are started lazily and kept for the pool's life (several meshes, one after the other). The
-first reports the Mitsuba variant it picked; a variant that renders over the whole machine (CUDA,
-LLVM: ``scene.single_process``) gets that one worker only.
+Workers are started lazily (or by ``start``) and kept for the pool's life (several meshes, one
+after the other). The first reports the Mitsuba variant it picked (``scene.pick_variant``) and its
+note, printed once per process; a variant that renders over the whole machine (CUDA:
+``scene.single_process``) gets that one worker only. Frames are asked for one at a time, ``AHEAD``
+queued per worker, so progress moves with every frame and no worker waits for the next.
 """
 
 from __future__ import annotations
@@ -27,15 +29,23 @@ from pathlib import Path
 
 import numpy as np
 
+AHEAD = 2  # frames asked of a worker before it answers the first: it never idles for a round trip
+_NOTED: set[str] = set()  # notes printed by this process
 
 # The worker imports this very lmmeval (the one this file belongs to), whatever the working folder
-# or PYTHONPATH would find first.
-_BOOT = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r}); "
+# or PYTHONPATH would find first. It blocks SIGINT first thing, before an import starts a thread
+# (numpy's BLAS does), so that every thread of it inherits the block (see ``worker``).
+_BOOT = ("import signal; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}); "
+         f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r}); "
          "from lmmeval.render.worker import main; sys.exit(main(sys.argv[1:]))")
 
 
 class RenderError(RuntimeError):
     """A frame could not be rendered (Mitsuba's error), or a worker ended unexpectedly."""
+
+
+class VariantUnavailable(ValueError):
+    """The variant ``LMMEVAL_RENDER_VARIANT`` forces does not load here: nothing can render."""
 
 
 class RenderPool:
@@ -56,6 +66,17 @@ class RenderPool:
             self.close()
         else:
             self.terminate()
+
+    def start(self) -> str:
+        """Start the first worker (if none is up) and return the variant it renders with. Raises
+        ``VariantUnavailable`` for a forced variant that does not load, ``RenderError`` for a worker
+        that does not start."""
+        try:
+            self._ready_workers(1)
+        except RenderError:
+            self.terminate()
+            raise
+        return self.variant
 
     @property
     def pids(self) -> list[int]:
@@ -78,20 +99,25 @@ class RenderPool:
                     scene = scene or pickle.dumps(("scene", head, size, spp), protocol=pickle.HIGHEST_PROTOCOL)
                     worker.send_bytes(scene)  # pickled once, for every worker
                     worker.scene = (head, size, spp)
-            # Chunks of a few frames: the progress moves as they finish, and a slow chunk holds no one up.
-            chunks = deque(np.array_split(np.arange(len(azimuths)), min(len(azimuths), 4 * len(workers))))
-            busy: dict[Connection, tuple[_Worker, np.ndarray]] = {}
+            todo = deque(range(len(azimuths)))
+            asked: dict[Connection, deque] = {worker.conn: deque() for worker in workers}  # frames, in order
+            by_conn = {worker.conn: worker for worker in workers}
+
+            def ask(worker: _Worker) -> None:
+                while todo and len(asked[worker.conn]) < AHEAD:
+                    i = todo.popleft()
+                    worker.ask(i, seeds, azimuths)
+                    asked[worker.conn].append(i)
+
             for worker in workers:
-                if chunks:
-                    busy[worker.conn] = (worker, worker.ask(chunks.popleft(), seeds, azimuths))
-            while busy:
-                for conn in wait(list(busy)):
-                    worker, chunk = busy.pop(conn)
-                    frames[chunk] = worker.answer()
+                ask(worker)
+            while any(asked.values()):
+                for conn in wait([c for c, pending in asked.items() if pending]):
+                    worker = by_conn[conn]
+                    frames[asked[conn].popleft()] = worker.answer()[0]
                     if progress:
-                        progress(len(chunk))
-                    if chunks:
-                        busy[conn] = (worker, worker.ask(chunks.popleft(), seeds, azimuths))
+                        progress(1)
+                    ask(worker)
         except RenderError:
             self.terminate()  # the others' answers to this mesh must not reach the next one
             raise
@@ -99,8 +125,17 @@ class RenderPool:
 
     def _ready_workers(self, wanted: int) -> list[_Worker]:
         if not self._workers:
-            self._workers.append(_Worker.start(self.prefer_gpu))
-            self.variant = self._workers[0].wait_ready()
+            first = _Worker.start(self.prefer_gpu)
+            try:
+                self.variant, note = first.wait_ready()
+            except BaseException:  # not yet among the pool's workers: ended here
+                first.process.terminate()
+                first.stop()
+                raise
+            self._workers.append(first)
+            if note and note not in _NOTED:
+                _NOTED.add(note)
+                print(note, file=sys.stderr)
         from .scene import single_process
 
         limit = 1 if single_process(self.variant) else min(self.max_workers, wanted)
@@ -153,16 +188,20 @@ class _Worker:
             theirs.close()
         return cls(process, ours)
 
-    def wait_ready(self) -> str:
-        """The variant the worker picked, once it has Mitsuba loaded."""
-        kind, variant = self._receive()
+    def wait_ready(self) -> tuple[str, str | None]:
+        """(the variant the worker picked, its note), once it has Mitsuba loaded."""
+        kind, *payload = self._receive()
+        if kind == "error":  # a forced variant that does not load: it has ended
+            self.process.wait()
+            self.conn.close()
+            raise VariantUnavailable(payload[0])
         if kind != "ready":
             raise RenderError(f"a render worker answered {kind!r} at start")
-        return variant
+        return payload[0], payload[1]
 
-    def ask(self, chunk: np.ndarray, seeds: np.ndarray, azimuths: np.ndarray) -> np.ndarray:
-        self.send_bytes(pickle.dumps(("frames", seeds[chunk], azimuths[chunk])))
-        return chunk
+    def ask(self, i: int, seeds: np.ndarray, azimuths: np.ndarray) -> None:
+        """Ask for frame ``i``."""
+        self.send_bytes(pickle.dumps(("frames", seeds[i:i + 1], azimuths[i:i + 1])))
 
     def send_bytes(self, message: bytes) -> None:
         try:

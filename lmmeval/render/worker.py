@@ -2,13 +2,15 @@
 
 Started by ``lmmeval.render.pool.RenderPool`` (``main([FD, PARENT_PID, GPU])`` in a fresh interpreter)
 in a session of its own, so that a terminal's Ctrl-C reaches the parent only: the parent ends its
-workers and removes what they left unfinished. SIGINT is ignored here as well (Mitsuba still
-catches it while it renders; such a frame is refused, see ``scene.FrameInterrupted``). SIGTERM ends
+workers and removes what they left unfinished. SIGINT is blocked here as well, in every thread:
+Mitsuba installs a handler of its own while it renders, which would cut the frame (refused, see
+``scene.FrameInterrupted``) or, under the LLVM variant, now and then deadlock the render. SIGTERM ends
 the worker at once (the default), which is how the parent stops it. On Linux the kernel kills the
 worker when its parent dies, even by SIGKILL (PR_SET_PDEATHSIG): no worker outlives its run.
 
 Messages (pickled tuples) from the parent: ``("scene", head, size, spp)`` sets the mesh to render;
-``("frames", seeds, azimuths)`` asks for frames. Answers: ``("ready", variant)`` once, at start;
+``("frames", seeds, azimuths)`` asks for frames. Answers: ``("ready", variant, note)`` once, at start
+(``scene.pick_variant``'s; ``("error", text)`` instead where a forced variant does not load);
 ``("frames", uint8 array (n, size, size, 3))``, ``("error", text)`` or ``("interrupted", text)``.
 The worker ends when its parent closes the socket.
 """
@@ -39,8 +41,16 @@ def serve(conn, prefer_gpu: bool) -> None:
 
     from .scene import FrameInterrupted, FrameRenderer, pick_variant
 
-    variant = pick_variant(prefer_gpu)
-    conn.send(("ready", variant))
+    try:
+        variant, note = pick_variant(prefer_gpu)
+    except ValueError as err:  # a forced variant that does not load here
+        conn.send(("error", str(err)))
+        return
+    if variant.startswith("llvm"):  # one core, as a scalar worker: the pool runs one worker per core
+        import drjit as dr
+
+        dr.set_thread_count(1)
+    conn.send(("ready", variant, note))
     renderer, failure = None, None
     while True:
         try:
@@ -60,7 +70,7 @@ def serve(conn, prefer_gpu: bool) -> None:
         try:
             if failure is not None:
                 raise RuntimeError(failure)
-            # Seeded by frame index: the same frames whatever the number of workers.
+            # Seeded by frame index: the same frames whatever the number of workers or threads.
             reply = ("frames", np.stack([renderer.render(float(a), seed=int(s)) for s, a in zip(seeds, azimuths)]))
         except FrameInterrupted as err:
             reply = ("interrupted", str(err))
@@ -73,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     from multiprocessing.connection import Connection
 
     fd, parent, gpu = (argv if argv is not None else sys.argv[1:])
+    # Blocked (again: the pool's boot line blocks it before any import starts a thread, and threads
+    # inherit the mask) and ignored: no thread ever takes a SIGINT.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(int(parent))
     conn = Connection(int(fd))
