@@ -20,7 +20,7 @@ from scipy import stats as sstats
 from lmmeval.report import command
 from lmmeval.report.agreement import input_correlations, rank_agreement
 from lmmeval.report.build import build_report
-from lmmeval.report.leaderboard import leaderboard
+from lmmeval.report.ranking import leaderboard
 from lmmeval.report.stats import (holm, kendall_tau_b_rows, mean_ci, mean_difference_p, ranks, rng_for,
                                   spearman_rows)
 from lmmeval.report.write import write_report
@@ -403,3 +403,20 @@ def test_command_flags_change_what_they_say(tmp_path):
     assert set(board("grouped", "--groups", str(groups))) == {"A", "B"}
     board("plain", "--no-thumbnails")
     assert not any((tmp_path / "plain" / "thumbs").iterdir()) and any((tmp_path / "strict" / "thumbs").iterdir())
+
+
+def test_public_names_are_the_functions_whatever_was_imported_first():
+    """`from lmmeval.report import leaderboard` after the report's modules are loaded (as the command
+    loads them) gives the function, not a submodule of the same name."""
+    import importlib
+
+    import lmmeval.report as report
+
+    for module in ("build", "write", "ranking", "agreement", "inputs"):
+        importlib.import_module(f"lmmeval.report.{module}")
+    for name in report.__all__:
+        value = getattr(report, name)
+        assert not isinstance(value, type(report)), f"lmmeval.report.{name} is a module"
+    from lmmeval.report import leaderboard, write_report
+
+    assert callable(leaderboard) and callable(write_report)

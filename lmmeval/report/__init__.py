@@ -15,8 +15,10 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "leaderboard": "leaderboard", "Leaderboard": "leaderboard", "GroupEntry": "leaderboard",
-    "DimensionScore": "leaderboard", "Comparison": "leaderboard",
+    # No submodule shares a public name: importing a submodule sets it as the package's attribute,
+    # which `from lmmeval.report import leaderboard` would then return instead of the function.
+    "leaderboard": "ranking", "Leaderboard": "ranking", "GroupEntry": "ranking",
+    "DimensionScore": "ranking", "Comparison": "ranking",
     "RankAgreement": "agreement", "Correlation": "agreement", "rank_agreement": "agreement",
     "input_correlations": "agreement", "distortion_profile": "agreement",
     "build_report": "build", "Report": "build", "load_results": "inputs",

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..labels import DIMENSIONS
 from .agreement import Correlation, RankAgreement, distortion_profile, input_correlations, rank_agreement
 from .inputs import Annotation, ResultsFile, csv_groups, load_results, manifest_annotations, unique_labels
-from .leaderboard import Leaderboard, is_used, leaderboard
+from .ranking import Leaderboard, is_used, leaderboard
 
 FILES_BOARD = "results files"  # the leaderboard's name when each file is a group
 HUMAN_BOARD = "MOS"

@@ -16,7 +16,7 @@ from importlib import resources
 
 from ..labels import DISTORTIONS
 from .build import FILES_BOARD, Report
-from .leaderboard import Leaderboard
+from .ranking import Leaderboard
 from .tables import PROFILE_HEADER, agreement_rows, correlation_rows, fmt, profile_rows
 
 SORTS = (("q:asc", "quality, worst first"), ("a:asc", "authenticity, worst first"),

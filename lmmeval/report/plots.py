@@ -19,7 +19,7 @@ import numpy as np
 
 from ..eval.metrics import logistic4
 from ..labels import DISTORTIONS, SCORE_RANGE
-from .leaderboard import Leaderboard
+from .ranking import Leaderboard
 
 DPI = 100
 # Short names of the categories for the heat map's columns (the full names are in the tables).

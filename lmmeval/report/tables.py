@@ -10,7 +10,7 @@ from dataclasses import asdict
 
 from ..labels import DISTORTIONS
 from .build import Report
-from .leaderboard import Leaderboard
+from .ranking import Leaderboard
 
 
 def fmt(value, digits: int = 1) -> str:

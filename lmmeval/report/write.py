@@ -23,7 +23,7 @@ from ..labels import DIMENSIONS
 from ..provenance import git_commit
 from . import plots as plotting
 from .build import Report, build_report
-from .leaderboard import is_used
+from .ranking import is_used
 from .page import gallery_item, render
 from .tables import leaderboard_csv, leaderboard_json, leaderboard_md
 from .thumbs import make_thumbnail, picture_sources
