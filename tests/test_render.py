@@ -308,7 +308,7 @@ def demo_assessor():
 def test_the_frames_the_model_reads_score_as_the_whole_video_does(assets, demo_assessor, tmp_path):
     """The sampled path against the whole protocol video (rendered, H.264, decoded, sampled): the
     same frames read, saliency at the video's size, scores within 1 MOS point, the same levels
-    (tools/render_agreement.py measures it on more meshes at the paper's protocol)."""
+    (research/render_agreement.py measures it on more meshes at the paper's protocol)."""
     from lmmeval.render.sampled import sampled_video
 
     config = RenderConfig(size=256, fps=8, seconds=2, spp=4, workers=2)
@@ -428,7 +428,7 @@ for _ in range(10):
     renderer.render(0.0)
 took = (time.monotonic() - start) / 10
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # as the render workers had it
-rng, counts = np.random.default_rng(0), {"refused": 0, "returned": 0, "cut": 0}
+rng, counts = np.random.default_rng(int(sys.argv[2])), {"refused": 0, "returned": 0, "cut": 0}
 for _ in range(60):
     timer = threading.Timer(rng.uniform(0, took), os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
@@ -452,17 +452,25 @@ def test_the_llvm_variant_refuses_a_frame_that_heard_sigint_and_never_returns_a_
     import subprocess
     import sys
 
-    for _ in range(3):  # a run that deadlocked (Mitsuba's) is run again
+    # Where the SIGINTs land depends on the machine's load (on a busy one a run may see none heard);
+    # runs with other timings are added up until both outcomes were seen. No run may return a cut frame.
+    total, deadlocks = {"refused": 0, "returned": 0, "cut": 0}, 0
+    for seed in range(5):
         try:
-            done = subprocess.run([sys.executable, "-c", _LLVM_SIGNALS, str(assets["ply"])], capture_output=True,
-                                  text=True, timeout=60)
-        except subprocess.TimeoutExpired:
+            done = subprocess.run([sys.executable, "-c", _LLVM_SIGNALS, str(assets["ply"]), str(seed)],
+                                  capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:  # a run that deadlocked (Mitsuba's) is run again
+            deadlocks += 1
             continue
         assert done.returncode == 0, done.stderr[-2000:]
         counts = json.loads(done.stdout[done.stdout.rindex('{"refused"'):])  # after Mitsuba's own warnings
-        assert counts["cut"] == 0 and counts["refused"] > 0 and counts["returned"] > 0, counts
-        return
-    pytest.fail("Mitsuba's LLVM render deadlocked on a SIGINT three times running")
+        assert counts["cut"] == 0, counts
+        total = {key: total[key] + counts[key] for key in total}
+        if total["refused"] > 0 and total["returned"] > 0:
+            return
+    if deadlocks >= 3:
+        pytest.fail(f"Mitsuba's LLVM render deadlocked on a SIGINT {deadlocks} times out of 5")
+    pytest.fail(f"over 5 runs of 60 frames, SIGINT never refused a frame or none came back: {total}")
 
 
 def test_a_sigint_sent_to_a_render_worker_changes_nothing(assets):
