@@ -27,7 +27,7 @@ install: $(STAMP)
 # itself last, offline: pip resolves its whole tree against what is installed, so this fails if
 # pyproject.toml (or any locked package) asks for something the lock does not hold. (Not `pip check`:
 # it rejects decord's wheel, whose metadata carries a cp36 tag, though it works.)
-$(STAMP): pyproject.toml $(LOCK) tools/torchvision_cpu_shim.py
+$(STAMP): pyproject.toml $(LOCK) packaging/torchvision_cpu_shim.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	awk '/^[^ #]/ {keep = /^pip==/} keep' $(LOCK) | $(PIP) install --quiet --no-deps -r /dev/stdin
 	$(PIP) install --quiet --no-deps --require-hashes --build-constraint $(LOCK) -r $(LOCK)
@@ -36,9 +36,9 @@ $(STAMP): pyproject.toml $(LOCK) tools/torchvision_cpu_shim.py
 	@# The registry's torchvision is a CUDA build whose C extension cannot load
 	@# against the CPU torch; install a lazy start-up hook only when that happens.
 	@if ! $(PY) -c "import torchvision" >/dev/null 2>&1; then \
-		echo "torchvision's C extension does not load here: installing tools/torchvision_cpu_shim.py"; \
+		echo "torchvision's C extension does not load here: installing packaging/torchvision_cpu_shim.py"; \
 		SP=$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
-		cp tools/torchvision_cpu_shim.py $$SP/ && echo "import torchvision_cpu_shim" > $$SP/torchvision_cpu_shim.pth; \
+		cp packaging/torchvision_cpu_shim.py $$SP/ && echo "import torchvision_cpu_shim" > $$SP/torchvision_cpu_shim.pth; \
 		$(PY) -c "import torchvision" ; \
 	fi
 	touch $(STAMP)
@@ -109,47 +109,47 @@ $(PRETRAIN_MANIFEST2): | $(STAMP)
 
 # Stage 0 (tiny preset): distil a ResNet-18 into the vision tower, scored on the CV study as it
 # goes (about an hour on 2 CPU cores with the corpus: 6 min rendering with 2 workers, 50 min training);
-# writes docs/vision_pretrain.{md,json,png}.
+# writes docs/results/vision_pretrain/vision_pretrain.{md,json,png}.
 $(PRETRAINED_BASE): $(PRETRAIN_MANIFEST) $(PRETRAIN_MANIFEST2) $(CV_MANIFEST) configs/tiny/stage0_vision.yaml
 	$(PY) train/stage0_vision.py --config configs/tiny/stage0_vision.yaml \
-		--manifest $(PRETRAIN_MANIFEST) $(PRETRAIN_MANIFEST2) --out runs/pretrain/base --eval-manifest $(CV_MANIFEST) --report docs/vision_pretrain
+		--manifest $(PRETRAIN_MANIFEST) $(PRETRAIN_MANIFEST2) --out runs/pretrain/base --eval-manifest $(CV_MANIFEST) --report docs/results/vision_pretrain/vision_pretrain
 
 pretrain: $(PRETRAINED_BASE)
 
 # Retrain the embedded demo checkpoint (lmmeval/assets/demo_checkpoint) with the
 # project's own training scripts on a synthetic study, stage 1 starting from stage 0's
-# base, then evaluate it on another study (docs/demo_checkpoint/). Below the variables it
+# base, then evaluate it on another study (docs/results/demo_checkpoint/). Below the variables it
 # depends on: make expands a rule's prerequisites where it reads the rule.
 demo-checkpoint: $(PRETRAINED_BASE) $(CV_MANIFEST) | $(STAMP)
 	$(PY) train/build_demo_checkpoint.py --base runs/pretrain/base --manifest $(CV_MANIFEST)
 
 # 5-fold cross-validation of the tiny preset (stage 1 on stage 0's base) and the CNN baseline
-# (about 30 minutes on 2 CPU cores after `make pretrain`); writes docs/results_cv.{md,json},
+# (about 30 minutes on 2 CPU cores after `make pretrain`); writes docs/results/cv/results.{md,json},
 # the generated table that docs/results.md discusses.
 cv: $(PRETRAINED_BASE) $(CV_MANIFEST)
 	$(PY) train/cross_validate.py --steps 1000 --manifest $(CV_MANIFEST) --base runs/pretrain/base
 
 # The same with the study's 512-px render as a second training render (`--renders`); each fold is
 # also tested on its held-out heads at 512 px (about 75 minutes on 2 CPU cores after `make pretrain`);
-# writes docs/results_cv_renders.{md,json}. An experiment: `make cv` and the demo checkpoint do not
+# writes docs/results/cv_renders/results.{md,json}. An experiment: `make cv` and the demo checkpoint do not
 # use the second render (docs/results.md says why).
 cv-renders: $(PRETRAINED_BASE) $(CV_MANIFEST) $(CV_RENDER_512)
 	$(PY) train/cross_validate.py --steps 1000 --manifest $(CV_MANIFEST) --base runs/pretrain/base \
-		--renders $(CV_RENDER_512) --work runs/cv_renders --results docs/results_cv_renders.md
+		--renders $(CV_RENDER_512) --work runs/cv_renders --results docs/results/cv_renders/results.md
 
-# The same without stage 0 (the tiny base's random tower): docs/results_scratch_tower.{md,json}.
+# The same without stage 0 (the tiny base's random tower): docs/results/cv_scratch_tower/results.{md,json}.
 cv-scratch: $(CV_MANIFEST)
 	$(PY) train/cross_validate.py --steps 1000 --manifest $(CV_MANIFEST) --work runs/cv-scratch \
-		--results docs/results_scratch_tower.md
+		--results docs/results/cv_scratch_tower/results.md
 
 # Which vision encoder learns the benchmark from scratch: a 2,000-video study, then the
 # tiny Qwen2.5-VL vision tower vs a ResNet-18 (about 40 minutes on 2 CPU cores);
-# writes docs/probe.{md,json,png}.
+# writes docs/results/probe/probe.{md,json,png}.
 probe: $(STAMP)
 	$(PY) -m lmmeval.cli synth runs/big/raw --n 2000 $(SMALL_VIDEOS) --overwrite
 	$(PY) -m lmmeval.cli prepare runs/big/raw runs/big/prepared --folds 5 -q --overwrite
-	$(PY) train/probe_backbones.py --manifest runs/big/prepared/manifest.jsonl --fold 0 \
-		--encoders qwen-vit qwen-vit-wide resnet18 --epochs 6 --out docs/probe
+	$(PY) -m research.probe --manifest runs/big/prepared/manifest.jsonl --fold 0 \
+		--encoders qwen-vit qwen-vit-wide resnet18 --epochs 6 --out docs/results/probe/probe
 
 # The wheels the GPU machine lacks (tools/gpu_wheels.txt, generated from the lock by `make lock`), for
 # Python 3.12 on x86-64, into .whl/: carried along to run `make gpu-check` there (it has no network).
@@ -164,14 +164,14 @@ gpu-wheels: $(STAMP)
 	@du -sh .whl
 
 # The real 7B shape on one H100/H200 in under 10 minutes: bench, pytest -m gpu, ten steps of each
-# stage under ZeRO-2; writes docs/bench_7b_<gpu>.json (tools/gpu_check.sh says what and how).
+# stage under ZeRO-2; writes docs/results/gpu_check/7b_<gpu>.json (tools/gpu_check.sh says what and how).
 gpu-check:
 	bash tools/gpu_check.sh
 
 # The exact 7B shape in bfloat16 on a CPU through the real commands (not in CI: about 22 GB of memory
-# and 15 minutes on 2 cores): score a video, a stage-2 step, save and reload; writes docs/check_7b.json.
+# and 15 minutes on 2 cores): score a video, a stage-2 step, save and reload; writes docs/results/check_7b/check_7b.json.
 check-7b: $(STAMP)
-	$(PY) tools/check_7b.py --out docs/check_7b.json
+	$(PY) tools/check_7b.py --out docs/results/check_7b/check_7b.json
 
 clean:
 	rm -rf $(VENV) demo_out runs .pytest_cache .torch_extensions .whl

@@ -2,8 +2,8 @@
 video per generator, with its quality/authenticity MOS and the annotators' categories; or, with
 --rendered, of a `lmmeval render` output folder (each asset's <stem>_views.png, labelled by its stem).
 
-    python data_prep/contact_sheet.py data/raw docs/synthetic_heads.png
-    python data_prep/contact_sheet.py --rendered renders/ docs/rendered_heads.png
+    python data_prep/contact_sheet.py data/raw docs/images/synthetic_heads.png
+    python data_prep/contact_sheet.py --rendered renders/ docs/images/rendered_heads.png
 """
 
 import argparse

@@ -8,7 +8,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 def test_7b_shape_assesses_a_video_in_bf16():
-    from lmmeval.experiments.bench import build_assessor
+    from research.bench import build_assessor
 
     assessor = build_assessor("7b", torch.device("cuda"), max_pixels=448 * 448, max_frames=16)
     video = np.random.default_rng(0).integers(0, 255, (16, 512, 512, 3), dtype=np.uint8)

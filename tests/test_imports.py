@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("deepspeed", "matplotlib", "lmmeval.synth", "lmmeval.training", "lmmeval.experiments")
+HEAVY = ("deepspeed", "matplotlib", "lmmeval.synth", "lmmeval.training", "research")
 
 
 def _loaded(modules: set[str], packages) -> list[str]:

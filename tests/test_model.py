@@ -128,7 +128,7 @@ def test_save_load_identical_and_peft_round_trip(tiny_base, tmp_path, video_path
     assert ra.level_probs == rb.level_probs and ra.distortions == rb.distortions
     np.testing.assert_array_equal(ra.saliency, rb.saliency)
 
-    # Plain transformers + peft read the same folder (README: "Loading without lmmeval").
+    # Plain transformers + peft read the same folder (docs/api.md: "Loading without lmmeval").
     base = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_base)
     plain = PeftModel.from_pretrained(base, ckpt)
     AutoProcessor.from_pretrained(ckpt)

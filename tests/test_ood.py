@@ -162,7 +162,7 @@ def test_the_demo_checkpoint_flags_a_real_photograph_however_degraded(tmp_path):
     """The embedded checkpoint's statistics (fitted on its training study): a real photograph, clean,
     blurred, noisy, over-exposed or pixelated, is flagged; unseen synthetic renders of its training
     protocol are not."""
-    from lmmeval.experiments.trust import photo_variants
+    from research.trust import photo_variants
     from lmmeval.inference.assessor import Assessor
 
     assessor = Assessor.from_pretrained(device="cpu")

@@ -6,7 +6,8 @@ import pytest
 from lmmeval.model.configuration import SamplingConfig
 from lmmeval.model.presets import geometry
 from lmmeval.data.manifest import load_manifest
-from lmmeval.experiments.probe import ProbeConfig, QwenVisionEncoder, decode, run_probe
+from lmmeval.training.encoders import QwenVisionEncoder, decode
+from research.probe import ProbeConfig, run_probe
 
 SAMPLING = SamplingConfig(fps=4.0, max_frames=8, max_pixels=112 * 112)
 GEOMETRY = geometry("tiny")
@@ -38,7 +39,7 @@ def test_heldout_metrics_against_scipy_and_a_hand_worked_exact_set():
     import torch
     from scipy.stats import spearmanr
 
-    from lmmeval.experiments.probe import heldout_metrics
+    from lmmeval.training.encoders import heldout_metrics
 
     quality = torch.tensor([10.0, 40.0, 20.0, 30.0])
     logits = torch.tensor([[1.0, -1.0], [1.0, 1.0], [-1.0, -1.0], [5.0, 5.0]])
@@ -71,7 +72,7 @@ def test_baseline_trains_and_gives_valid_outputs(prepared_manifest):
     seeded initialisation; outputs are MOS-scale scores and valid category lists."""
     import torch
 
-    from lmmeval.experiments.baseline import CATEGORIES, BaselineConfig, FrameCNN, predict_baseline, train_baseline
+    from lmmeval.training.baseline import CATEGORIES, BaselineConfig, FrameCNN, predict_baseline, train_baseline
     from lmmeval.labels import NO_DISTORTION
 
     records = load_manifest(prepared_manifest)[:16]
@@ -87,7 +88,7 @@ def test_baseline_trains_and_gives_valid_outputs(prepared_manifest):
 
 def test_plot_curves_writes_a_png_with_undefined_points(tmp_path):
     """An epoch whose SRCC is undefined (constant prediction) is a gap, not an error."""
-    from lmmeval.experiments.probe import plot_curves
+    from lmmeval.training.encoders import plot_curves
 
     row = {"quality_srcc": 0.5, "authenticity_srcc": None, "exact_set_accuracy": 0.2}
     plot_curves({"a": [{"epoch": 1, **row}, {"epoch": 2, **row}]}, tmp_path / "c.png", "held-out ")
@@ -99,7 +100,7 @@ def test_fit_lowers_a_known_loss_and_reports_each_epoch(capsys):
     zero, records one history row per epoch, and prints one summary line per epoch."""
     import torch
 
-    from lmmeval.experiments.probe import fit
+    from lmmeval.training.encoders import fit
 
     torch.manual_seed(0)
     x = torch.randn(64, 3)

@@ -1,9 +1,15 @@
-"""The README's Python examples run as written (CPU, offline); the results page quotes its run."""
+"""The Python examples of the README and the guides in docs/ run as written (CPU, offline); the
+results page quotes its run."""
 
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parent.parent / "README.md"
+# The README and every guide with Python examples; each block runs on its own (self-contained).
+DOCS = [README, *(README.parent / "docs" / name for name in (
+    "api.md", "data.md", "evaluation.md", "scoring.md", "rendering.md", "training.md", "design.md"))]
 
 
 def printed_outputs(block: str) -> list[str | None]:
@@ -29,35 +35,46 @@ def printed_outputs(block: str) -> list[str | None]:
     return shown
 
 
-def test_readme_python_blocks_run_and_print_what_the_readme_shows(tmp_path, monkeypatch):
-    """Every python block runs; where the README shows a print's output as a literal (e.g.
+def python_blocks(doc: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S)
+
+
+def test_readme_and_api_guide_have_python_examples():
+    assert python_blocks(README), "README has no python example"
+    assert python_blocks(README.parent / "docs" / "api.md"), "docs/api.md has no python example"
+
+
+@pytest.mark.parametrize("doc", [d for d in DOCS if python_blocks(d)], ids=lambda p: p.name)
+def test_python_blocks_run_and_print_what_the_doc_shows(doc, tmp_path, monkeypatch):
+    """Every python block runs; where the document shows a print's output as a literal (e.g.
     `# ['excellent', 'bad', 'good']`), the block prints exactly that."""
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert blocks, "README has no python example"
     monkeypatch.chdir(tmp_path)
-    checked = 0
-    for i, block in enumerate(blocks):
+    for i, block in enumerate(python_blocks(doc)):
         printed: list[str] = []
-        exec(compile(block, f"README.md python block {i + 1}", "exec"),
+        exec(compile(block, f"{doc.name} python block {i + 1}", "exec"),
              {"print": lambda *args, **kw: printed.append(" ".join(map(str, args)))})
         shown = printed_outputs(block)
-        assert len(printed) == len(shown), f"block {i + 1}: each print( line should run once"
+        assert len(printed) == len(shown), f"{doc.name} block {i + 1}: each print( line should run once"
         for got, expected in zip(printed, shown):
             if expected is not None:
-                assert got == expected, f"README.md python block {i + 1} prints {got!r}, the README shows {expected!r}"
-                checked += 1
-    assert checked >= 3
+                assert got == expected, f"{doc.name} python block {i + 1} prints {got!r}, the doc shows {expected!r}"
+
+
+def test_the_docs_show_printed_literals_to_check():
+    """The check above means something only if some examples show their output as a literal."""
+    shown = [value for doc in DOCS for block in python_blocks(doc) for value in printed_outputs(block)]
+    assert sum(value is not None for value in shown) >= 3
 
 
 def test_results_md_quotes_the_cross_validation_run_it_discusses():
-    """docs/results.md is written by hand around docs/results_cv.json (written by `make cv`): its
+    """docs/results.md is written by hand around docs/results/cv/results.json (written by `make cv`): its
     targets table must quote that run's means and stds, so a rerun that moves them shows here."""
     import json
 
     import numpy as np
 
     docs = README.parent / "docs"
-    folds = json.loads((docs / "results_cv.json").read_text())["folds"]
+    folds = json.loads((docs / "results" / "cv" / "results.json").read_text())["folds"]
     rows = {line.split("|")[1].strip(): line for line in (docs / "results.md").read_text().splitlines()
             if line.startswith("| ")}
 

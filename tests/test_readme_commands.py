@@ -1,6 +1,8 @@
-"""Every shell command the README shows runs as written, in order, in a scratch folder; the long
-ones (training, hour-long renders, installs, a 7B model the machine cannot have) are listed below
-with the reason, and each of those entries must still match a command of the README.
+"""Every shell command the README and the guides in docs/ show runs as written, in order, in a
+scratch folder of its own per document; the long ones (training at full length, hour-long renders,
+installs, a 7B model the machine cannot have) are listed below with the reason, and each of those
+entries must still match a command of some document. A guide whose commands need an earlier step's
+output (a study to score, a manifest to train on) shows that step itself.
 
 The scratch folder sees the repository's .venv, tools/, data_prep/, configs/ and train/ through
 links, so `.venv/bin/lmmeval ...` and `python tools/...` run as a reader at the repository root runs
@@ -19,7 +21,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md"]
+DOCS = [ROOT / "README.md", *(ROOT / "docs" / name for name in (
+    "scoring.md", "rendering.md", "data.md", "training.md", "evaluation.md", "api.md", "design.md"))]
 LINKED = (".venv", "tools", "data_prep", "configs", "train")
 
 # Command prefix -> why it is not run here (each has its own test or measurement where it can).
@@ -29,11 +32,14 @@ LONG = {
     "make pretrain": "stage 0: about an hour on 2 cores",
     ".venv/bin/lmmeval synth data/raw --n 200": "the paper's protocol: 200 videos at 512 px, 60 fps, hours on 2 cores",
     ".venv/bin/lmmeval score renders/ --model ckpt/ --base /models/": "needs a trained 7B checkpoint and its base",
-    "deepspeed train/": "a training stage: minutes to hours",
-    "python train/stage1_instruct.py": "a training stage on stage 0's base (after make pretrain)",
+    "make cv": "five folds and a baseline: about 30 minutes on 2 cores after stage 0",
+    "deepspeed train/": "a training stage at its config's length: minutes to hours (docs/training.md runs each stage for one step)",
+    "python train/stage1_instruct.py --config configs/tiny/stage1.yaml --set base=runs/pretrain/base":
+        "a training stage on stage 0's base (after make pretrain)",
+    "torchrun --nproc_per_node 8": "eight ranks on a trained checkpoint; tests/test_cli_score.py scores with two ranks",
     ".venv/bin/lmmeval evaluate --model runs/qwen7b/": "needs a trained 7B checkpoint",
     ".venv/bin/lmmeval calibrate-ood --model ckpt/": "needs a trained checkpoint of one's own",
-    ".venv/bin/python -m lmmeval.experiments.trust": "renders two studies and scores them: about 15 minutes",
+    ".venv/bin/python -m research.trust": "renders two studies and scores them: about 15 minutes",
     "python3 -m venv .venv": "the install, which make does (CI runs it from scratch)",
     ".venv/bin/pip install": "the install, which make does (CI runs it from scratch)",
 }
@@ -81,4 +87,4 @@ def test_shell_commands_run_as_written(doc, tmp_path):
         done = subprocess.run(argv, cwd=scratch, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{doc.name}: `{command}` exited {done.returncode}:\n{done.stderr[-3000:]}"
         ran += 1
-    assert ran >= 5  # the short commands are the point of this test
+    assert ran >= 2  # the short commands are the point of this test

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from lmmeval.experiments.stage3_ablation import METRICS, main, write
+from research.stage3_ablation import METRICS, main, write
 
 
 def _saliency(cc):
@@ -29,7 +29,7 @@ def test_bad_reference_or_cv_work_is_refused_before_training(prepared_manifest, 
     short = tmp_path / "results_cv.json"
     short.write_text(json.dumps({"folds": [{"assessor": {"saliency": _saliency(0.6)}}]}))
     for reference, cv_work, message in [
-        (tmp_path / "missing.json", tmp_path, "missing.json: not a cross-validation's results_cv.json"),
+        (tmp_path / "missing.json", tmp_path, "missing.json: not a cross-validation's results.json"),
         (short, tmp_path, r"results_cv.json: no results for fold\(s\) \[1, 2, 3, 4\] \(it has 1 folds\)"),
     ]:
         with pytest.raises(SystemExit) as exc:

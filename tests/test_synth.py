@@ -185,11 +185,11 @@ def test_synth_cli_records_the_grain_size(tmp_path):
 
 
 def test_trust_reuses_a_rendered_study_only_with_the_same_settings(tmp_path):
-    """experiments.trust renders each study once: a complete folder rendered with the same settings is
+    """research.trust renders each study once: a complete folder rendered with the same settings is
     reused (one written before grain_size existed counts as per-pixel grain), other settings refused."""
     import dataclasses
 
-    from lmmeval.experiments.trust import render_study
+    from research.trust import render_study
 
     protocol = {"size": 112, "fps": 8, "seconds": 2.0}
     folder = tmp_path / "raw_112px_8fps_2s_n3_seed2"

@@ -381,7 +381,7 @@ def test_an_unknown_fold_is_an_error(train8, tmp_path):
 
 
 def test_cross_validation_checks_the_manifest_folds(prepared_manifest, tmp_path):
-    from lmmeval.experiments.crossval import cross_validate
+    from lmmeval.training.crossval import cross_validate
 
     with pytest.raises(ValueError, match=r"its folds are \[0, 1, 2, 3, 4\], not 0..2"):
         cross_validate(prepared_manifest, tmp_path, folds=3)
@@ -400,8 +400,8 @@ def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manife
 
     import yaml
 
-    from lmmeval.experiments.baseline import BaselineConfig
-    from lmmeval.experiments.crossval import cross_validate
+    from lmmeval.training.baseline import BaselineConfig
+    from lmmeval.training.crossval import cross_validate
 
     records = [json.loads(line) for line in prepared_manifest.read_text().splitlines()[:12]]
     for i, r in enumerate(records):
@@ -450,7 +450,7 @@ def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manife
     assert "; stages 1-3 also train on the training heads' renders in" in text
     # Scored again after the run (what render_transfer gives a one-render run): the same models on the
     # same videos reproduce the run's own numbers, at both protocols and between them.
-    from lmmeval.experiments import render_transfer
+    from research import render_transfer
 
     assert render_transfer.main(["--cv-work", str(tmp_path / "work"), "--manifest", str(manifest), "--renders",
                                  str(render), "--reference", str(results.with_suffix(".json")),
@@ -465,7 +465,7 @@ def test_cross_validation_end_to_end_writes_its_table_and_reruns(prepared_manife
 
 
 def test_render_transfer_refuses_a_work_folder_without_fold_models(prepared_manifest, tmp_path, capsys):
-    from lmmeval.experiments import render_transfer
+    from research import render_transfer
 
     with pytest.raises(SystemExit) as exit_info:
         render_transfer.main(["--cv-work", str(tmp_path / "cv"), "--manifest", str(prepared_manifest),
@@ -476,7 +476,7 @@ def test_render_transfer_refuses_a_work_folder_without_fold_models(prepared_mani
 
 
 def test_cross_validation_stage_overrides_are_checked_before_any_fold(prepared_manifest, tmp_path):
-    from lmmeval.experiments.crossval import cross_validate, stage_overrides_from
+    from lmmeval.training.crossval import cross_validate, stage_overrides_from
 
     assert stage_overrides_from(["2.pairwise_weight=0.5", "1.lora={r: 16}", "2.lm_weight=0"]) == \
         {2: {"pairwise_weight": 0.5, "lm_weight": 0}, 1: {"lora": {"r": 16}}}
@@ -529,7 +529,7 @@ def test_cross_validation_script_reports_bad_arguments_as_usage_errors(prepared_
 def test_cross_validation_table_is_mean_and_population_std_over_folds():
     """Hand-worked: folds at 0.8 and 0.9 are 0.850 ± 0.050 (numpy.std, population form); a fold
     where a number is undefined (a constant prediction) is counted in the cell, not dropped silently."""
-    from lmmeval.experiments.crossval import SALIENCY_KEYS, table
+    from lmmeval.training.crossval import SALIENCY_KEYS, table
 
     def fold(q, a, exact, cc):
         dim = lambda srcc: {"srcc": srcc, "plcc_fitted": srcc, "krcc": srcc}  # noqa: E731
@@ -568,7 +568,7 @@ def test_load_sampling_reads_the_stage1_block():
 def test_config_files_that_are_not_yaml_mappings_name_the_file(tmp_path, text, message):
     """Every config reader (the stages', stage 0's, the sampling block) shares one: same errors."""
     from lmmeval.training import load_sampling, load_train_config
-    from lmmeval.experiments.vision_pretrain import load_vision_pretrain_config
+    from lmmeval.training.vision_pretrain import load_vision_pretrain_config
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)

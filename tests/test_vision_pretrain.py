@@ -6,7 +6,7 @@ import torch
 
 from lmmeval.model.configuration import SamplingConfig
 from lmmeval.data.manifest import load_manifest
-from lmmeval.experiments.vision_pretrain import (VisionPretrainConfig, load_corpus, load_vision_pretrain_config,
+from lmmeval.training.vision_pretrain import (VisionPretrainConfig, load_corpus, load_vision_pretrain_config,
                                                  pool_to_tokens, pretrain_vision)
 
 SAMPLING = SamplingConfig(fps=4.0, max_frames=8, max_pixels=112 * 112)

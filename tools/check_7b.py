@@ -7,8 +7,8 @@ LoRA adapter on that base), one stage-2 step of `train/stage2_regress.py` with t
 again and scored again: the two scores must be identical. Each step runs as its own process (its
 memory is freed when it ends); its wall time and peak resident memory are recorded.
 
-    python tools/check_7b.py --out docs/check_7b.json       # about 22 GB of memory, 15 minutes on 2 cores
-    python tools/check_7b.py --preset tiny --work /tmp/c    # the same plumbing in a minute
+    python tools/check_7b.py --out docs/results/check_7b/check_7b.json  # about 22 GB of memory, 15 minutes on 2 cores
+    python tools/check_7b.py --preset tiny --work /tmp/c                          # the same plumbing in a minute
 
 Needs /usr/bin/time for the peak memory of each step (else it is reported as null).
 """

@@ -11,7 +11,7 @@
 #    448x448 and of 504x504 (and one stage-2 step);
 # 3. pytest -m gpu;
 # 4. ten steps of each training stage at 7B shape under ZeRO-2 (seconds and peak memory per step);
-# then writes docs/bench_7b_<gpu>.json and prints a summary.
+# then writes docs/results/gpu_check/7b_<gpu>.json and prints a summary.
 #
 # Every knob is an environment variable, so the same script runs end to end on a CPU at the tiny
 # preset's size (what the test suite checks: PRESET=tiny DEVICE=cpu SMALL=1 WHEELS=none).
@@ -33,7 +33,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HF_HUB_OFFL
 export FORCE_QWENVL_VIDEO_READER=decord TORCH_EXTENSIONS_DIR=$PWD/.torch_extensions
 mkdir -p "$WORK"
 GPU=$("$PY" -c "import torch; print(torch.cuda.get_device_name(0).split()[-1].lower() if torch.cuda.is_available() else 'cpu')")
-RESULT=${RESULT:-docs/bench_${PRESET}_${GPU}.json}
+RESULT=${RESULT:-docs/results/gpu_check/${PRESET}_${GPU}.json}
 echo "gpu-check: preset $PRESET on $DEVICE ($GPU), work folder $WORK, result $RESULT"
 
 if [ -n "$SMALL" ]; then  # tiny sizes: the script's plumbing, not its numbers
@@ -45,7 +45,7 @@ fi
 # 2. The bench, once per frame size (the stage-2 step with the first).
 train_steps=3
 for side in $SIDES; do
-  timeout 300 "$PY" -m lmmeval.experiments.bench --preset "$PRESET" --device "$DEVICE" $RENDER --sample-fps 4 \
+  timeout 300 "$PY" -m research.bench --preset "$PRESET" --device "$DEVICE" $RENDER --sample-fps 4 \
     --max-frames 16 --max-pixels $((side * side)) --batch-sizes "$BATCHES" --repeats 1 --train-steps $train_steps \
     --out "$WORK/bench_$side.json" || echo "gpu-check: the bench at ${side}x${side} failed or ran out of time"
   train_steps=0

@@ -12,7 +12,7 @@ r"""Train the embedded demo checkpoint end to end (what `make demo-checkpoint` r
    training_data.json, written by the training recipe, records what each stage trained on (stage 0's
    corpus too, from the base's own record), which `lmmeval evaluate` checks evaluation sets against;
 4. evaluate it on a separately rendered synthetic test study, writing
-   docs/demo_checkpoint/report.md. The test study uses seed 2: seed 0 is the training
+   docs/results/demo_checkpoint/report.md. The test study uses seed 2: seed 0 is the training
    study and seeds 1 and 3 stage 0's corpus, so no test video was seen by any stage.
 
     python train/build_demo_checkpoint.py [--base runs/pretrain/base | --base preset:tiny] \
@@ -116,7 +116,7 @@ def main() -> int:
     run([py, "-m", "lmmeval.cli", "synth", str(work / "test_raw"), "--n", str(args.test_n), "--seed", "2", *SMALL])
     run([py, "-m", "lmmeval.cli", "prepare", str(work / "test_raw"), str(work / "test_prepared"), "-q"])
     run([py, "-m", "lmmeval.cli", "evaluate", "--model", args.out, "--manifest",
-         str(work / "test_prepared" / "manifest.jsonl"), "--fold", "-1", "--out", "docs/demo_checkpoint"])
+         str(work / "test_prepared" / "manifest.jsonl"), "--fold", "-1", "--out", "docs/results/demo_checkpoint"])
     return 0
 
 

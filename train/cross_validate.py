@@ -2,12 +2,12 @@ r"""5-fold cross-validation on the synthetic benchmark (what `make cv` runs).
 
 For each fold of a prepared study, trains the three stages (configs/tiny/*.yaml) and
 the CNN baseline on the other folds and evaluates both on it; writes the mean +- std
-table to docs/results_cv.md and the per-fold numbers to docs/results_cv.json. The
+table to docs/results/cv/results.md and the per-fold numbers to docs/results/cv/results.json. The
 study comes from `lmmeval synth` + `lmmeval prepare` (the Makefile's rule for
 runs/cv/prepared/manifest.jsonl renders the 400-video one).
 
     python train/cross_validate.py --manifest runs/cv/prepared/manifest.jsonl \
-        [--steps N] [--work runs/cv] [--base runs/pretrain/base] [--results docs/results_cv.md] \
+        [--steps N] [--work runs/cv] [--base runs/pretrain/base] [--results docs/results/cv/results.md] \
         [--set STAGE.KEY=VALUE ...] [--extra-train MANIFEST ...] [--renders MANIFEST ...]
 
 --set changes one stage's config for every fold, for ablations; write the results elsewhere so
@@ -31,13 +31,13 @@ agreement between a head's two scores (what `make cv-renders` runs):
 
     python train/cross_validate.py --manifest runs/cv/prepared/manifest.jsonl --steps 1000 \
         --base runs/pretrain/base --renders runs/cv512/prepared/manifest.jsonl \
-        --work runs/cv_renders --results docs/results_cv_renders.md
+        --work runs/cv_renders --results docs/results/cv_renders/results.md
 """
 
 import argparse
 import sys
 
-from lmmeval.experiments.crossval import plan_cross_validation, run_cross_validation, stage_overrides_from
+from lmmeval.training.crossval import plan_cross_validation, run_cross_validation, stage_overrides_from
 
 
 def main() -> int:
@@ -51,8 +51,8 @@ def main() -> int:
     parser.add_argument("--base", help="stage 1's base instead of the config's (e.g. runs/pretrain/base from "
                                        "train/stage0_vision.py)")
     parser.add_argument("--work", default="runs/cv", help="working folder (default runs/cv)")
-    parser.add_argument("--results", default="docs/results_cv.md",
-                        help="Markdown table output; the per-fold JSON goes next to it (default docs/results_cv.md)")
+    parser.add_argument("--results", default="docs/results/cv/results.md",
+                        help="Markdown table output; the per-fold JSON goes next to it (default docs/results/cv/results.md)")
     parser.add_argument("--set", nargs="*", default=[], metavar="STAGE.KEY=VALUE",
                         help="override a key of one stage's config in every fold, e.g. --set 2.pairwise_weight=0.5 "
                              "1.lora='{r: 16, alpha: 32, modules_to_save: [lm_head]}' (values are YAML)")

@@ -1,4 +1,4 @@
-r"""Stage 0 of the tiny preset: distil a CNN into its Qwen2.5-VL vision tower (lmmeval/experiments/vision_pretrain.py).
+r"""Stage 0 of the tiny preset: distil a CNN into its Qwen2.5-VL vision tower (lmmeval/training/vision_pretrain.py).
 
 Trains a ResNet-18 teacher on the corpus's study labels, then the tiny base's vision
 tower on the teacher's per-token feature maps (plus the labels), and writes the tiny
@@ -7,7 +7,7 @@ disjoint study), both are scored on it after every epoch.
 
     python train/stage0_vision.py --config configs/tiny/stage0_vision.yaml \
         --manifest runs/pretrain/prepared/manifest.jsonl runs/pretrain2/prepared/manifest.jsonl \
-        --out runs/pretrain/base [--eval-manifest runs/cv/prepared/manifest.jsonl] [--report docs/vision_pretrain]
+        --out runs/pretrain/base [--eval-manifest runs/cv/prepared/manifest.jsonl] [--report docs/results/vision_pretrain/vision_pretrain]
 """
 
 import argparse
@@ -15,8 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from lmmeval.experiments.probe import plot_curves
-from lmmeval.experiments.vision_pretrain import load_corpus, load_vision_pretrain_config, pretrain_vision
+from lmmeval.training.encoders import plot_curves
+from lmmeval.training.vision_pretrain import load_corpus, load_vision_pretrain_config, pretrain_vision
 from lmmeval.provenance import git_commit
 from lmmeval.training import load_sampling
 

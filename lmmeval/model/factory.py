@@ -5,7 +5,7 @@ format (``adapter_config.json`` + ``adapter_model.safetensors``; absent before a
 training), ``heads.safetensors`` (regression head and saliency decoder), the processor
 files and, once ``lmmeval calibrate-ood`` has run, ``ood.safetensors`` (``lmmeval.model.ood``). The base model is referenced, not copied: a Qwen2.5-VL folder (a relative path is
 relative to the checkpoint folder) or ``preset:NAME``, random weights at a preset's shape
-(``lmmeval.model.presets``). The folder also loads with plain transformers + peft (README).
+(``lmmeval.model.presets``). The folder also loads with plain transformers + peft (docs/api.md, "Loading without lmmeval").
 
 Loading reads data, never runs code: weights are safetensors only (a pickled ``*.bin`` is refused,
 as unpickling can run code), every transformers call says ``trust_remote_code=False``, and a folder

@@ -10,7 +10,7 @@ to, capped at the protocol's, so that the loader's own resize, which takes them 
 still averages several rendered pixels into each pixel the model sees. The loader then treats
 them as frames of a ``size`` x ``size`` video: saliency maps and masks come at the protocol size.
 
-The two paths differ by H.264 coding and the resize's starting size; tools/render_agreement.py
+The two paths differ by H.264 coding and the resize's starting size; research/render_agreement.py
 measures what that does to the scores (docs/benchmarks.md).
 """
 
