@@ -124,6 +124,7 @@ def test_score_render_cache_and_render_orbit(head, tmp_path, capsys):
     assert (cache / ".lmmeval-render-cache").is_file()
 
 
+@pytest.mark.slow
 def test_score_keep_renders(head, tmp_path):
     """By default a mesh is scored from the frames the model reads and no video is written;
     --keep-renders renders its whole protocol video into the render cache and scores that."""

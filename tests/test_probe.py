@@ -20,6 +20,7 @@ def test_config_errors_name_the_field():
         ProbeConfig(epochs=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoder", ["qwen-vit", "mobilenet_v3_small"])
 def test_probe_trains_and_reports_each_epoch(prepared_manifest, encoder):
     records = load_manifest(prepared_manifest)

@@ -94,6 +94,7 @@ def test_each_format_renders_in_the_protocol_with_the_right_profile_first(assets
     assert _red(views[:, :48]) > _red(views[:, 96:])  # the marker shows at -45, not at +45
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["scalar_rgb", LLVM])
 def test_the_same_frames_every_run_and_whatever_the_workers(assets, variant, monkeypatch):
     """Frame i is seeded by i: the same frames twice, over one worker process or two, and (the LLVM
@@ -146,6 +147,7 @@ def test_progress_moves_with_every_frame(assets):
     assert calls == [1] * 6
 
 
+@pytest.mark.slow
 def test_llvm_where_it_loads_else_scalar_with_one_line_saying_how(assets, monkeypatch, capfd, tmp_path):
     """On a CPU the LLVM variant renders where a libLLVM loads; where none does, the scalar one, and
     one line (once per process, Dr.Jit's own complaints held back) says how to get the fast one."""
@@ -168,6 +170,7 @@ def test_llvm_where_it_loads_else_scalar_with_one_line_saying_how(assets, monkey
                  "--seconds", "1", "--spp", "1", "-q"]) == 0
 
 
+@pytest.mark.slow
 def test_the_variant_can_be_forced_and_a_wrong_one_is_one_clear_error(assets, monkeypatch, capsys, tmp_path):
     from lmmeval.render.pool import VariantUnavailable
     from lmmeval.render.scene import requested_variant
@@ -305,6 +308,7 @@ def demo_assessor():
     return Assessor.from_pretrained(device="cpu")
 
 
+@pytest.mark.slow
 def test_the_frames_the_model_reads_score_as_the_whole_video_does(assets, demo_assessor, tmp_path):
     """The sampled path against the whole protocol video (rendered, H.264, decoded, sampled): the
     same frames read, saliency at the video's size, scores within 1 MOS point, the same levels
@@ -325,6 +329,7 @@ def test_the_frames_the_model_reads_score_as_the_whole_video_does(assets, demo_a
         assert getattr(sampled, f"{dim}_level") == getattr(whole, f"{dim}_level")
 
 
+@pytest.mark.slow
 def test_readme_example_heads_render_and_make_a_contact_sheet(tmp_path):
     """README "Rendering 3D assets": tools/make_example_heads.py, `lmmeval render`, the contact sheet."""
     import subprocess
@@ -374,6 +379,7 @@ def test_assets_sharing_a_name_get_their_own_videos(assets, tmp_path):
 # --- Interrupts, atomic outputs, texture memory, render keys -------------------------------------
 
 
+@pytest.mark.slow
 def test_a_frame_that_sigint_cut_short_is_refused(assets):
     """Mitsuba catches SIGINT while it renders, whatever handler was set (here: ignore it, as the
     render workers do), and may return the frame as far as it got, dark where it had not reached:
@@ -444,6 +450,7 @@ print(json.dumps(counts))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _llvm_loads(), reason="no libLLVM loads here")
 def test_the_llvm_variant_refuses_a_frame_that_heard_sigint_and_never_returns_a_cut_one(assets):
     """The LLVM variant heeds SIGINT only while Mitsuba traces a pass (a millisecond or so; the
@@ -597,6 +604,7 @@ def _huge_texture_obj(folder):
     return folder / "head.obj"
 
 
+@pytest.mark.slow
 def test_a_huge_texture_is_capped_before_conversion_and_noted(tmp_path):
     """An 8000x8000 texture loads as a 2048x2048 float32 one, with a note, in well under 400 MB more
     than a small mesh takes (float64 arrays of it took 7.8 GB); its colours survive the downscale.

@@ -381,6 +381,7 @@ def test_the_report_is_not_loaded_by_lmmeval_or_its_inference_api():
         "lmmeval.report.command"}
 
 
+@pytest.mark.slow
 def test_command_flags_change_what_they_say(tmp_path):
     """--alpha: the family-wise level (4 inputs a group: the smallest exact two-sided p is 2/70, times
     3 pairs by Holm = 0.086, so nothing is significant at 0.05 and G1 is above both at 0.5);

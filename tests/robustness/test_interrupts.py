@@ -84,6 +84,7 @@ def _stage3_config(manifest, out, init_from, **kw):
                            "device": "cpu"} | kw))
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_step_batch_and_state(checkpoint, prepared_manifest, tmp_path, monkeypatch):
     from lmmeval.training.stages import STAGES
 
@@ -233,6 +234,7 @@ def _rendering(seconds: float):
     return ready
 
 
+@pytest.mark.slow
 def test_render_ctrl_c_keeps_the_finished_asset_and_resume_completes(twin_heads, stop_deadline, tmp_path):
     """Ctrl-C (SIGINT to the process group) as a finishes: status 130, its render workers ended;
     a's video and views stay, nothing of b is left (no partial video, views or frame); --resume
@@ -281,6 +283,7 @@ def test_render_killed_leaves_no_render_workers(twin_heads, tmp_path):
     assert not list(out.rglob("*.mp4")) and not list(out.rglob("*.png"))
 
 
+@pytest.mark.slow
 def test_score_on_a_mesh_stopped_by_sigterm_while_rendering(twin_heads, stop_deadline, tmp_path):
     """SIGTERM while `lmmeval score --keep-renders` renders a mesh's video: status 130 within a few
     frame times, no render worker outlives it, and the render cache holds no video or views (none
@@ -297,6 +300,7 @@ def test_score_on_a_mesh_stopped_by_sigterm_while_rendering(twin_heads, stop_dea
     assert not list(cache.rglob("*.mp4")) and not list(cache.rglob("*.png"))
 
 
+@pytest.mark.slow
 def test_score_on_a_mesh_stopped_while_rendering_the_frames_the_model_reads(twin_heads, stop_deadline, tmp_path):
     """The same while `lmmeval score` renders only the frames the model reads (slow frames here, so
     that the signal finds them under way): status 130 within a few frame times, no render worker

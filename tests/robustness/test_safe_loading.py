@@ -268,6 +268,7 @@ def test_a_folder_asking_for_custom_code_is_refused_without_a_prompt(ckpt, no_we
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_custom_code_with_stdin_closed_is_one_line_exit_2(ckpt, tmp_path):
     """The command line as a user runs it, stdin closed: no "[y/N]" prompt, no code run, one line."""
     marker = _ask_for_custom_code(ckpt, "tokenizer_config.json", CUSTOM_CODE[0][1])
