@@ -12,6 +12,30 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["FORCE_QWENVL_VIDEO_READER"] = "decord"
 
+def _scheduling():
+    """This process's scheduling policy and priority (None where the OS has no such calls)."""
+    if not hasattr(os, "sched_getscheduler"):
+        return None
+    return os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+
+
+_SCHEDULING_AT_START = _scheduling()
+
+
+@pytest.fixture(autouse=True)
+def _scheduling_unchanged():
+    """Fails a test that leaves the test process's scheduling policy changed, and puts it back. Every
+    process started afterwards inherits it: a real-time policy left by an AV1 encoder (see
+    tests/robustness/svt_av1.py) once made a later test hang and another see no signal arrive."""
+    yield
+    now = _scheduling()
+    if now != _SCHEDULING_AT_START:
+        policy, priority = _SCHEDULING_AT_START
+        os.sched_setscheduler(0, policy, os.sched_param(priority))
+        pytest.fail(f"this test (or a fixture it set up) changed the process's scheduling policy and "
+                    f"priority from {_SCHEDULING_AT_START} to {now}", pytrace=False)
+
+
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true",
                      help="also run the long end-to-end tests marked slow (make test and CI do)")

@@ -31,6 +31,8 @@ from lmmeval.io.media import load_visual, write_video
 from lmmeval.model.configuration import SamplingConfig
 from lmmeval.model.presets import geometry
 
+from .svt_av1 import scheduling_kept
+
 RNG = np.random.default_rng(0)
 SAMPLING = SamplingConfig(fps=4.0, max_frames=8, max_pixels=112 * 112)
 GEOMETRY = geometry("tiny")
@@ -103,7 +105,7 @@ def _gif(path: Path, frames: int, size: int) -> Path:
 
 
 def _av1(path: Path, frames: int, size: int) -> Path:
-    with av.open(str(path), "w") as c:
+    with scheduling_kept(), av.open(str(path), "w") as c:
         s = c.add_stream("libsvtav1", rate=30)
         s.width = s.height = size
         s.pix_fmt = "yuv420p"

@@ -12,6 +12,8 @@ from PIL import Image
 from lmmeval.cli import main
 from lmmeval.io.media import write_video
 
+from .svt_av1 import scheduling_kept
+
 RNG = np.random.default_rng(0)
 
 
@@ -20,7 +22,7 @@ def _frames(t, h, w):
 
 
 def _encode(path, frames, fps, codec="libx264", rotation=None, pts_ms=None):
-    with av.open(str(path), "w") as c:
+    with scheduling_kept(), av.open(str(path), "w") as c:
         s = c.add_stream(codec, rate=fps)
         s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         if rotation:
