@@ -165,6 +165,7 @@ def test_folds_are_stratified_by_mos():
     assert folds == stratified_folds(mos, 5, seed=3) and folds != stratified_folds(mos, 5, seed=4)
 
 
+@pytest.mark.slow  # three training stages and an evaluation through the command line: ~40 s on 2 cores
 def test_import_train_and_evaluate_on_the_official_split(release, tmp_path, capsys):
     """Import, the three stages (tiny preset, one step each) on the train split, `lmmeval evaluate` on
     the eval split: all through the command line."""
