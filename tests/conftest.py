@@ -12,28 +12,65 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["FORCE_QWENVL_VIDEO_READER"] = "decord"
 
-def _scheduling():
-    """This process's scheduling policy and priority (None where the OS has no such calls)."""
-    if not hasattr(os, "sched_getscheduler"):
-        return None
-    return os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+
+# What a process started by a test inherits from the test process, beyond its environment: a test
+# that leaves one of these changed alters every later test's subprocesses. A real-time scheduling
+# policy left by an AV1 encoder (see tests/robustness/svt_av1.py) once made a later test hang and
+# another see no signal arrive.
+_INHERITED_IGNORES = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGCHLD")  # SIG_IGN survives exec
 
 
-_SCHEDULING_AT_START = _scheduling()
+def _inherited() -> dict:
+    import signal
+
+    state = {"ignored signals": sorted(name for name in _INHERITED_IGNORES
+                                       if signal.getsignal(getattr(signal, name)) == signal.SIG_IGN),
+             "blocked signals": sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])),
+             "umask": oct(os.umask(0o022))}
+    os.umask(int(state["umask"], 8))  # reading the umask sets it: put it back at once
+    if hasattr(os, "sched_getscheduler"):  # Linux
+        state["scheduling policy and priority"] = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
+        state["nice"] = os.getpriority(os.PRIO_PROCESS, 0)
+    return state
+
+
+_INHERITED_AT_START = _inherited()
+
+
+def _restore(name: str, value) -> None:
+    import signal
+
+    if name == "ignored signals":
+        for signame in _INHERITED_IGNORES:
+            signum = getattr(signal, signame)
+            if signame in value:
+                signal.signal(signum, signal.SIG_IGN)
+            elif signal.getsignal(signum) == signal.SIG_IGN:
+                signal.signal(signum, signal.default_int_handler if signame == "SIGINT" else signal.SIG_DFL)
+    elif name == "blocked signals":
+        signal.pthread_sigmask(signal.SIG_SETMASK, set(value))
+    elif name == "umask":
+        os.umask(int(value, 8))
+    elif name == "scheduling policy and priority":
+        os.sched_setscheduler(0, value[0], os.sched_param(value[1]))
+    elif name == "nice":
+        os.setpriority(os.PRIO_PROCESS, 0, value)
 
 
 @pytest.fixture(autouse=True)
-def _scheduling_unchanged():
-    """Fails a test that leaves the test process's scheduling policy changed, and puts it back. Every
-    process started afterwards inherits it: a real-time policy left by an AV1 encoder (see
-    tests/robustness/svt_av1.py) once made a later test hang and another see no signal arrive."""
+def _inherited_state_unchanged():
+    """Fails a test that leaves what subprocesses inherit changed, and puts it back."""
     yield
-    now = _scheduling()
-    if now != _SCHEDULING_AT_START:
-        policy, priority = _SCHEDULING_AT_START
-        os.sched_setscheduler(0, policy, os.sched_param(priority))
-        pytest.fail(f"this test (or a fixture it set up) changed the process's scheduling policy and "
-                    f"priority from {_SCHEDULING_AT_START} to {now}", pytrace=False)
+    changed = {name: (was, now) for (name, was), now in zip(_INHERITED_AT_START.items(), _inherited().values())
+               if was != now}
+    for name, (was, _) in changed.items():
+        try:
+            _restore(name, was)
+        except OSError:  # e.g. a raised nice value, which only root may lower again: reported below
+            pass
+    if changed:
+        pytest.fail("this test (or a fixture it set up) changed what subprocesses inherit: " +
+                    "; ".join(f"{name} {was} -> {now}" for name, (was, now) in changed.items()), pytrace=False)
 
 
 def pytest_addoption(parser):
