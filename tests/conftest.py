@@ -61,8 +61,8 @@ def _restore(name: str, value) -> None:
 def _inherited_state_unchanged():
     """Fails a test that leaves what subprocesses inherit changed, and puts it back."""
     yield
-    changed = {name: (was, now) for (name, was), now in zip(_INHERITED_AT_START.items(), _inherited().values())
-               if was != now}
+    now = _inherited()
+    changed = {name: (was, now[name]) for name, was in _INHERITED_AT_START.items() if now[name] != was}
     for name, (was, _) in changed.items():
         try:
             _restore(name, was)

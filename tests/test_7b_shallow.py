@@ -20,7 +20,7 @@ SAMPLING = SamplingConfig(fps=2.0, max_frames=4, max_pixels=448 * 448)
 # The base is float32 here, the CPU branch of the precision policy ("auto"). bfloat16 is left to the
 # tiny preset's test (tests/test_training.py) and the GPU check: most CPUs emulate it (a 2048^3
 # product ~60 s against 0.1 s in float32 on AVX2), and a step at these widths then runs past the time
-# limit. (Choosing it by timing one product is at the mercy of the machine's load.)
+# limit; a timed guess at native support can be fooled by a loaded machine.
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def video():
 @pytest.fixture(scope="module")
 def small_video():
     """224 x 224 (still two 112-px vision windows a side) for the training step, which keeps the
-    backward pass at these widths to seconds on 2 cores."""
+    step at these widths under a minute on 2 cores."""
     rng = np.random.default_rng(1)
     return rng.integers(0, 255, (4, 224, 224, 3), dtype=np.uint8)
 
